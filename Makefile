@@ -1,0 +1,34 @@
+# Paddock — see README.md. Every target runs as root on Debian 12 / Ubuntu.
+SHELL := /bin/bash
+CARGO ?= cargo
+DATA_DIR ?= /var/lib/paddock
+KUBECONFIG_OUT ?= /etc/paddock/kubeconfig.yaml
+
+.PHONY: run test deps test-deps build build-release lint fmt
+
+## make run: install what is needed, build in release mode, start a one-node cluster
+run: deps build-release
+	scripts/run.sh target/release/paddock
+
+## make test: install test dependencies, build, and pass the whole suite
+test: test-deps
+	$(CARGO) nextest run --workspace --profile ci
+
+deps:
+	scripts/deps.sh run
+
+test-deps:
+	scripts/deps.sh test
+
+build:
+	$(CARGO) build --workspace --bins
+
+build-release:
+	$(CARGO) build --release --bin paddock
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

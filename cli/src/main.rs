@@ -1,0 +1,56 @@
+//! `paddock`: one binary for every part of a Paddock node.
+
+mod agent;
+mod proxy;
+mod runtime;
+mod server;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "paddock",
+    version,
+    about = "A lightweight Kubernetes node stack"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (apiserver, SQLite store, controllers) and, unless
+    /// --disable-agent, an agent with the embedded runtime and the proxy.
+    Server(server::Args),
+    /// Join a server and run the pods bound to this node.
+    Agent(agent::Args),
+    /// Run kube-proxy: Services on this node through iptables or IPVS.
+    Proxy(proxy::Args),
+    /// Run the CRI runtime on its own socket.
+    Runtime(runtime::Args),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
+            Command::Proxy(args) => proxy::run(args).await,
+            Command::Runtime(args) => runtime::run(args).await,
+        }
+    })
+}

@@ -1,0 +1,11 @@
+//! `paddock proxy`.
+
+use anyhow::{Result, bail};
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub async fn run(args: Args) -> Result<()> {
+    let Args {} = args;
+    bail!("paddock proxy is not built yet")
+}
