@@ -4,14 +4,14 @@ CARGO ?= cargo
 DATA_DIR ?= /var/lib/paddock
 KUBECONFIG_OUT ?= /etc/paddock/kubeconfig.yaml
 
-.PHONY: run test deps test-deps build build-release lint fmt
+.PHONY: run test deps test-deps images build build-release lint fmt
 
 ## make run: install what is needed, build in release mode, start a one-node cluster
 run: deps build-release
 	scripts/run.sh target/release/paddock
 
 ## make test: install test dependencies, build, and pass the whole suite
-test: test-deps
+test: test-deps images
 	$(CARGO) nextest run --workspace --profile ci
 
 deps:
@@ -19,6 +19,11 @@ deps:
 
 test-deps:
 	scripts/deps.sh test
+
+## make images: the test images (nginx, busybox, pause) built from Debian packages, and
+## a docker-registry storage holding them, in target/images (cached)
+images: test-deps
+	tests/images/build.sh target/images
 
 build:
 	$(CARGO) build --workspace --bins

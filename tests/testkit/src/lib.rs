@@ -2,8 +2,10 @@
 //! namespaces standing in for machines, child processes that die with the
 //! test, and polling for what a user would wait for.
 
+pub mod images;
 pub mod netns;
 pub mod process;
+pub mod registry;
 pub mod wait;
 
 use std::sync::atomic::{AtomicU32, Ordering};
