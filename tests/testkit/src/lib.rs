@@ -1,11 +1,13 @@
 //! Support for Paddock's end-to-end tests, which run as root: network
-//! namespaces standing in for machines, child processes that die with the
-//! test, and polling for what a user would wait for.
+//! namespaces standing in for machines, User-Mode Linux VMs for what the
+//! host kernel lacks, child processes that die with the test, and polling
+//! for what a user would wait for.
 
 pub mod images;
 pub mod netns;
 pub mod process;
 pub mod registry;
+pub mod uml;
 pub mod wait;
 
 use std::sync::atomic::{AtomicU32, Ordering};
