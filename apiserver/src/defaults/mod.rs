@@ -1,16 +1,114 @@
-//! Upstream defaulting (`pkg/apis/*/v1/defaults.go`): fills the fields an
-//! upstream apiserver fills, so `kubectl get -o yaml` looks the same.
+//! Upstream defaulting (`pkg/apis/*/v1/defaults.go`, plus the admission
+//! plugins that fill pods: Priority, DefaultTolerationSeconds,
+//! ServiceAccount): fills the fields an upstream apiserver fills, so
+//! `kubectl get -o yaml` looks the same.
 
-use serde_json::Value;
+mod apps;
+mod core;
+mod pod;
+mod service;
+
+use serde_json::{Map, Value};
 
 use crate::resources::Resource;
 
 /// Fills defaults into `obj` in place; called on create and update before
-/// validation.
+/// validation. Fields already set (and not `null`) are left alone, so
+/// applying twice changes nothing.
 pub fn apply(res: &Resource, obj: &mut Value) {
-    if res.kind == "Pod"
-        && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
-    {
-        spec.entry("restartPolicy").or_insert("Always".into());
+    let Some(obj) = obj.as_object_mut() else {
+        return;
+    };
+    match (res.group, res.kind) {
+        ("", "Pod") => pod::pod(obj),
+        ("", "Service") => service::service(obj),
+        ("", "Namespace") => core::namespace(obj),
+        ("", "Secret") => core::secret(obj),
+        ("", "Node") => core::node(obj),
+        ("", "Endpoints") => core::endpoints(obj),
+        ("discovery.k8s.io", "EndpointSlice") => core::endpoint_slice(obj),
+        ("apps", "Deployment") => apps::deployment(obj),
+        ("apps", "ReplicaSet") => apps::replica_set(obj),
+        _ => {}
+    }
+}
+
+/// Whether `map[key]` is unset: absent or JSON `null` (Go's zero value).
+fn is_unset(map: &Map<String, Value>, key: &str) -> bool {
+    map.get(key).is_none_or(Value::is_null)
+}
+
+/// Sets `map[key]` to `value` when it is unset.
+fn set_default(map: &mut Map<String, Value>, key: &str, value: impl Into<Value>) {
+    if is_unset(map, key) {
+        map.insert(key.to_owned(), value.into());
+    }
+}
+
+/// `map[key]` as an object, created empty when unset; `None` when it holds
+/// something else (validation reports that).
+fn object_entry<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut Map<String, Value>> {
+    if is_unset(map, key) {
+        map.insert(key.to_owned(), Value::Object(Map::new()));
+    }
+    map.get_mut(key).and_then(Value::as_object_mut)
+}
+
+/// The object at `map[key]`, if it is one.
+fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<String, Value>> {
+    map.get_mut(key).and_then(Value::as_object_mut)
+}
+
+/// The value at a JSON pointer (`/a/b`) below `map`.
+fn pointer<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let path = path.strip_prefix('/')?;
+    let (first, rest) = path.split_once('/').map_or((path, ""), |(f, r)| (f, r));
+    let value = map.get(first)?;
+    if rest.is_empty() {
+        Some(value)
+    } else {
+        value.pointer(&format!("/{rest}"))
+    }
+}
+
+/// The objects in the array at `map[key]` (non-objects are skipped).
+fn objects_in<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> impl Iterator<Item = &'a mut Map<String, Value>> {
+    map.get_mut(key)
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::resources::lookup;
+
+    #[test]
+    fn unknown_kinds_and_non_objects_are_left_alone() {
+        let lease = lookup("coordination.k8s.io", "v1", "leases").unwrap();
+        let mut obj = json!({"spec": {"holderIdentity": "a"}});
+        apply(lease, &mut obj);
+        assert_eq!(obj, json!({"spec": {"holderIdentity": "a"}}));
+        let mut not_an_object = json!([1, 2]);
+        apply(lookup("", "v1", "pods").unwrap(), &mut not_an_object);
+        assert_eq!(not_an_object, json!([1, 2]));
+    }
+
+    #[test]
+    fn null_counts_as_unset() {
+        let mut map = json!({"a": null, "b": 1}).as_object().unwrap().clone();
+        set_default(&mut map, "a", 5);
+        set_default(&mut map, "b", 5);
+        assert_eq!(Value::Object(map), json!({"a": 5, "b": 1}));
     }
 }

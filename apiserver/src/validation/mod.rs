@@ -1,6 +1,8 @@
 //! Per-resource validation, as upstream's `pkg/apis/*/validation`: a list of
 //! field errors that the HTTP layer turns into a 422 `Invalid` Status.
 
+pub mod quantity;
+
 use serde_json::Value;
 
 use crate::resources::Resource;
