@@ -2,6 +2,8 @@
 //! merge keys and strategies of the core kinds, and the three-way merge that
 //! server-side apply needs.
 
+pub mod strategy;
+
 use serde_json::Value;
 
 use crate::resources::Resource;
