@@ -62,9 +62,14 @@ impl Quantity {
         self.0 < 0
     }
 
-    /// Whole units, rounded up (upstream's `Value()`).
+    /// Whole units, rounded up (upstream's `Value()`): bytes of memory.
     pub fn ceil_units(&self) -> i128 {
-        self.0.div_euclid(NANOS_PER_UNIT) + i128::from(self.0.rem_euclid(NANOS_PER_UNIT) != 0)
+        ceil_div(self.0, NANOS_PER_UNIT)
+    }
+
+    /// Thousandths, rounded up (upstream's `MilliValue()`): millicores of CPU.
+    pub fn ceil_millis(&self) -> i128 {
+        ceil_div(self.0, NANOS_PER_UNIT / 1000)
     }
 }
 
@@ -74,6 +79,10 @@ impl Add for Quantity {
     fn add(self, other: Quantity) -> Quantity {
         Quantity(self.0.saturating_add(other.0))
     }
+}
+
+fn ceil_div(value: i128, divisor: i128) -> i128 {
+    value.div_euclid(divisor) + i128::from(value.rem_euclid(divisor) != 0)
 }
 
 /// The powers of ten and two a suffix multiplies by.
@@ -151,6 +160,9 @@ mod tests {
         assert!(q("0.1n").is_positive(), "sub-nano values round up");
         assert_eq!(q("1500m").ceil_units(), 2);
         assert_eq!(q("128Mi").ceil_units(), 134_217_728);
+        assert_eq!(q("250m").ceil_millis(), 250);
+        assert_eq!(q("2").ceil_millis(), 2000);
+        assert_eq!(q("0.0001").ceil_millis(), 1, "rounds up");
         assert_eq!(q("100m") + q("900m"), q("1"));
     }
 
