@@ -1,18 +1,37 @@
-//! PATCH bodies: JSON merge patch (RFC 7386), strategic merge patch with the
-//! merge keys and strategies of the core kinds, and the three-way merge that
-//! server-side apply needs.
+//! PATCH bodies: RFC 6902 JSON patch, RFC 7386 JSON merge patch,
+//! strategic merge patch with the merge keys and strategies of the served
+//! kinds, and the three-way merge that apply needs.
 
+mod apply;
+mod schema;
+mod strategic;
 pub mod strategy;
 
 use serde_json::Value;
 
 use crate::resources::Resource;
+use schema::ObjectSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PatchError {
-    /// The patch is not well-formed for this kind (400 BadRequest upstream).
+    /// The patch is not well-formed (400 BadRequest upstream).
     #[error("invalid patch: {0}")]
     Invalid(String),
+    /// The patch is well-formed but cannot be applied to this object, e.g.
+    /// a JSON patch `test` fails or a list item lacks its merge key (422
+    /// upstream).
+    #[error("{0}")]
+    Unprocessable(String),
+}
+
+impl PatchError {
+    /// The HTTP status upstream answers with.
+    pub fn code(&self) -> u16 {
+        match self {
+            PatchError::Invalid(_) => 400,
+            PatchError::Unprocessable(_) => 422,
+        }
+    }
 }
 
 /// RFC 7386 JSON merge patch.
@@ -22,32 +41,66 @@ pub fn json_merge(original: &Value, patch: &Value) -> Value {
     merged
 }
 
+/// RFC 6902 JSON patch (a list of operations).
+pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> {
+    let operations: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|e| PatchError::Invalid(format!("not a JSON patch: {e}")))?;
+    let mut patched = original.clone();
+    json_patch::patch(&mut patched, &operations)
+        .map_err(|e| PatchError::Unprocessable(e.to_string()))?;
+    Ok(patched)
+}
+
 /// Strategic merge patch of `patch` onto `original`, an object of `res`.
 pub fn strategic_merge(
     res: &Resource,
     original: &Value,
     patch: &Value,
 ) -> Result<Value, PatchError> {
-    let _ = res;
-    if !patch.is_object() {
+    let Value::Object(patch) = patch else {
         return Err(PatchError::Invalid("patch is not a JSON object".into()));
-    }
-    Ok(json_merge(original, patch))
+    };
+    let Value::Object(original) = original else {
+        return Err(PatchError::Unprocessable(
+            "the object to patch is not a JSON object".into(),
+        ));
+    };
+    strategic::merge(original.clone(), patch.clone(), ObjectSchema::of(res)).map(Value::Object)
 }
 
-/// Server-side apply of `config` (a partial object) by one field manager:
-/// `live` is the stored object (`None` on create), `last_applied` what this
-/// manager applied before; fields it applied before and dropped now are
-/// removed.
+/// Apply of `config` (a partial object) by one field manager: `live` is
+/// the stored object (`None` on create), `last_applied` what this manager
+/// applied before; fields it applied before and dropped now are removed,
+/// fields it never set are kept.
 pub fn apply(
     res: &Resource,
     live: Option<&Value>,
     last_applied: Option<&Value>,
     config: &Value,
 ) -> Result<Value, PatchError> {
-    let _ = last_applied;
-    match live {
-        Some(live) => strategic_merge(res, live, config),
-        None => Ok(config.clone()),
-    }
+    let Value::Object(config) = config else {
+        return Err(PatchError::Invalid(
+            "applied configuration is not a JSON object".into(),
+        ));
+    };
+    let empty = serde_json::Map::new();
+    let live = match live {
+        Some(Value::Object(live)) => live,
+        Some(_) => {
+            return Err(PatchError::Unprocessable(
+                "the live object is not a JSON object".into(),
+            ));
+        }
+        None => &empty,
+    };
+    let last = last_applied.and_then(Value::as_object);
+    Ok(Value::Object(apply::merge(
+        live,
+        last,
+        config,
+        ObjectSchema::of(res),
+    )))
 }
+
+#[cfg(test)]
+mod tests;
