@@ -1,6 +1,8 @@
 //! The smaller core kinds: namespaces, secrets, nodes, endpoints and
 //! endpoint slices.
 
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
 use serde_json::{Map, Value, json};
 
 use super::{is_unset, object_at, object_entry, objects_in, pointer, set_default};
@@ -26,8 +28,19 @@ pub(super) fn namespace(obj: &mut Map<String, Value>) {
     }
 }
 
+/// The type defaults to Opaque; `stringData` is write-only: upstream's
+/// conversion folds it into `data` (base64), where it wins over `data`.
 pub(super) fn secret(obj: &mut Map<String, Value>) {
     set_default(obj, "type", "Opaque");
+    let Some(Value::Object(string_data)) = obj.remove("stringData") else {
+        return;
+    };
+    if let Some(data) = object_entry(obj, "data") {
+        for (key, value) in string_data {
+            let text = value.as_str().unwrap_or_default();
+            data.insert(key, Value::String(BASE64_STANDARD.encode(text)));
+        }
+    }
 }
 
 /// `SetDefaults_NodeStatus`: allocatable is the capacity unless reported.
@@ -86,6 +99,19 @@ mod tests {
         assert_eq!(defaulted("", "secrets", json!({}))["type"], "Opaque");
         let tls = defaulted("", "secrets", json!({"type": "kubernetes.io/tls"}));
         assert_eq!(tls["type"], "kubernetes.io/tls");
+    }
+
+    #[test]
+    fn secret_string_data_folds_into_data() {
+        let secret = defaulted(
+            "",
+            "secrets",
+            json!({"data": {"a": "eA==", "b": "eA=="}, "stringData": {"b": "hi"}}),
+        );
+        assert_eq!(
+            secret,
+            json!({"type": "Opaque", "data": {"a": "eA==", "b": "aGk="}})
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{is_unset, object_at, object_entry, objects_in, set_default};
+use crate::validation::VOLUME_SOURCES;
 use crate::validation::quantity::Quantity;
 
 /// Upstream's `DefaultTerminationGracePeriodSeconds`.
@@ -157,40 +158,7 @@ fn http_get(handler: &mut Map<String, Value>) {
     }
 }
 
-/// The volume sources upstream knows; a volume naming none becomes an emptyDir.
-const VOLUME_SOURCES: &[&str] = &[
-    "awsElasticBlockStore",
-    "azureDisk",
-    "azureFile",
-    "cephfs",
-    "cinder",
-    "configMap",
-    "csi",
-    "downwardAPI",
-    "emptyDir",
-    "ephemeral",
-    "fc",
-    "flexVolume",
-    "flocker",
-    "gcePersistentDisk",
-    "gitRepo",
-    "glusterfs",
-    "hostPath",
-    "image",
-    "iscsi",
-    "nfs",
-    "persistentVolumeClaim",
-    "photonPersistentDisk",
-    "portworxVolume",
-    "projected",
-    "quobyte",
-    "rbd",
-    "scaleIO",
-    "secret",
-    "storageos",
-    "vsphereVolume",
-];
-
+/// A volume naming no source becomes an emptyDir.
 fn volume(volume: &mut Map<String, Value>) {
     if VOLUME_SOURCES.iter().all(|key| is_unset(volume, key)) {
         volume.insert("emptyDir".into(), json!({}));
