@@ -34,6 +34,8 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    // Container monitors and exec helpers are this binary re-executed.
+    paddock_runtime::run_helper_if_requested();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

@@ -29,13 +29,16 @@ rm -rf "$out/oci" "$out/registry" "$out/work" "$out/.inputs"
 mkdir -p "$out/oci" "$out/registry" "$out/work" "$out/debs"
 work=$out/work
 
-# umoci: an image from a root filesystem directory, one layer.
+# umoci: an image from a root filesystem directory, one layer. (unpack +
+# repack: `umoci insert` 0.4.7 leaves the layer's tar unterminated.)
 package() { # name tag rootfs umoci-config-args...
   local name=$1 tag=$2 rootfs=$3; shift 3
-  local layout=$out/oci/$name
+  local layout=$out/oci/$name bundle=$work/bundle-$name
   umoci init --layout "$layout"
   umoci new --image "$layout:$tag"
-  umoci insert --image "$layout:$tag" "$rootfs" /
+  umoci unpack --image "$layout:$tag" "$bundle" >/dev/null
+  cp -a "$rootfs/." "$bundle/rootfs/"
+  umoci repack --image "$layout:$tag" "$bundle"
   umoci config --image "$layout:$tag" --architecture amd64 --os linux "$@"
   umoci gc --layout "$layout"
 }

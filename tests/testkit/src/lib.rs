@@ -3,6 +3,7 @@
 //! host kernel lacks, child processes that die with the test, and polling
 //! for what a user would wait for.
 
+pub mod cri;
 pub mod images;
 pub mod netns;
 pub mod process;

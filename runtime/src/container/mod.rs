@@ -1,0 +1,93 @@
+//! Containers: the record kept on disk under `<root>/containers/<id>/`
+//! (with the OCI bundle, the overlay snapshot and the monitor's
+//! `exit.json`), and what their state is.
+
+mod seccomp;
+pub mod spec;
+mod user;
+
+use std::path::{Path, PathBuf};
+
+use k8s_cri::v1::{ContainerConfig, ContainerState};
+use serde::{Deserialize, Serialize};
+
+use crate::monitor::Exit;
+use crate::process::ProcessId;
+use crate::state;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub sandbox_id: String,
+    pub config: ContainerConfig,
+    /// The image id (`sha256:...`) and the name it was asked for by.
+    pub image_id: String,
+    pub image_name: String,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    /// The signal StopContainer sends first (the image's `StopSignal`).
+    pub stop_signal: String,
+    pub log_path: Option<PathBuf>,
+    pub cgroup: String,
+    pub monitor: Option<ProcessId>,
+    pub init_pid: Option<i32>,
+    /// Set once read from the monitor's `exit.json`.
+    pub exit: Option<Exit>,
+}
+
+impl Container {
+    pub fn dir(root: &Path, id: &str) -> PathBuf {
+        root.join("containers").join(id)
+    }
+
+    pub fn exit_file(dir: &Path) -> PathBuf {
+        dir.join("exit.json")
+    }
+
+    /// Picks up the monitor's exit record, or notices a monitor that died
+    /// without one. Returns whether anything changed.
+    pub fn refresh(&mut self, dir: &Path) -> bool {
+        if self.exit.is_some() {
+            return false;
+        }
+        // Read the file before checking the monitor: it writes, then exits.
+        if let Ok(Some(exit)) = state::read_json::<Exit>(&Container::exit_file(dir)) {
+            self.exit = Some(exit);
+            return true;
+        }
+        match self.monitor {
+            Some(monitor) if !monitor.is_alive() => {
+                if let Ok(Some(exit)) = state::read_json::<Exit>(&Container::exit_file(dir)) {
+                    self.exit = Some(exit);
+                } else {
+                    self.exit = Some(Exit {
+                        code: 255,
+                        oom_killed: false,
+                        finished_at: state::now_nanos(),
+                    });
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn state(&self) -> ContainerState {
+        match (&self.exit, self.started_at, self.monitor) {
+            (Some(_), _, _) => ContainerState::ContainerExited,
+            (None, Some(_), Some(_)) => ContainerState::ContainerRunning,
+            (None, None, Some(_)) => ContainerState::ContainerCreated,
+            _ => ContainerState::ContainerUnknown,
+        }
+    }
+
+    /// containerd's reasons: Completed, Error, OOMKilled.
+    pub fn reason(&self) -> &'static str {
+        match &self.exit {
+            Some(e) if e.oom_killed => "OOMKilled",
+            Some(e) if e.code == 0 => "Completed",
+            Some(_) => "Error",
+            None => "",
+        }
+    }
+}
