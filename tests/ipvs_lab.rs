@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use paddock_testkit::uml::{Lab, LabSpec};
 
 #[test]
@@ -62,13 +62,10 @@ fn an_ipvs_virtual_service_round_robins_across_two_nodes() -> Result<()> {
         ..LabSpec::default()
     })?;
     let (director, backends) = (lab.node(0), &lab.nodes()[1..]);
-    let mut servers = Vec::new();
-    for node in backends {
-        servers.push(node.spawn(&format!(
-            "mkdir -p /www && hostname > /www/index.html && exec busybox httpd -f -p {}:80 -h /www",
-            node.ip()
-        ))?);
-    }
+    let _servers = [
+        backends[0].serve_http(80, backends[0].name())?,
+        backends[1].serve_http(80, backends[1].name())?,
+    ];
     director.run(&format!(
         "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.vs.conntrack=1
          ip link add kube-ipvs0 type dummy
@@ -88,16 +85,8 @@ fn an_ipvs_virtual_service_round_robins_across_two_nodes() -> Result<()> {
         &director.ip().to_string(),
     ])?;
 
-    let mut answers = BTreeMap::<String, usize>::new();
-    for _ in 0..20 {
-        let out = lab
-            .net()
-            .run("curl", &["-sS", "--max-time", "5", "http://10.96.0.10/"])?;
-        let who = String::from_utf8(out.stdout).context("answer")?;
-        *answers.entry(who.trim().to_string()).or_default() += 1;
-    }
-    let expected: BTreeMap<String, usize> =
-        [("node-11".to_string(), 10), ("node-12".to_string(), 10)].into();
+    let answers = lab.client_tally("http://10.96.0.10/", 20)?;
+    let expected = BTreeMap::from([("node-11".to_string(), 10), ("node-12".to_string(), 10)]);
     ensure!(answers == expected, "answers through the VIP: {answers:?}");
     Ok(())
 }

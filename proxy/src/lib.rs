@@ -1,1 +1,3 @@
 //! paddock-proxy
+
+pub mod ipvs;

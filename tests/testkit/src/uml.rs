@@ -13,6 +13,7 @@ mod command;
 
 pub use command::{Output, Spawned};
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -115,6 +116,26 @@ impl Lab {
     /// The host directory of this lab (consoles, command channels).
     pub fn dir(&self) -> &Path {
         &self.dir.0
+    }
+
+    /// The body of an HTTP GET of `url` from the client's namespace.
+    pub fn client_get(&self, url: &str) -> Result<String> {
+        let out = self
+            .net
+            .run("curl", &["-sS", "--max-time", "5", url])
+            .with_context(|| format!("GET {url} from the client"))?;
+        String::from_utf8(out.stdout).context("the answer is not UTF-8")
+    }
+
+    /// `count` GETs of `url` from the client, counted by their trimmed
+    /// answer; each is a new connection.
+    pub fn client_tally(&self, url: &str, count: usize) -> Result<BTreeMap<String, usize>> {
+        let mut answers = BTreeMap::new();
+        for _ in 0..count {
+            let answer = self.client_get(url)?;
+            *answers.entry(answer.trim().to_string()).or_default() += 1;
+        }
+        Ok(answers)
     }
 }
 
@@ -232,6 +253,24 @@ impl Vm {
             self.name,
             self.console_tail(30)
         )
+    }
+
+    /// An HTTP server (busybox httpd) on `port` of every address of the VM,
+    /// answering each GET with `body`; ready to accept when this returns.
+    pub fn serve_http(&self, port: u16, body: &str) -> Result<Spawned<'_>> {
+        let root = format!("/run/http-{port}");
+        self.run(&format!(
+            "mkdir -p {root} && printf '%s\\n' '{body}' > {root}/index.html"
+        ))?;
+        let server = self.spawn(&format!("exec busybox httpd -f -p {port} -h {root}"))?;
+        self.run(&format!(
+            "for i in $(seq 200); do
+                 ss -ltnH 'sport = :{port}' | grep -q . && exit 0
+                 sleep 0.05
+             done
+             echo 'httpd did not listen on :{port}' >&2; exit 1"
+        ))?;
+        Ok(server)
     }
 
     /// The last `lines` lines of the console (kernel messages, init errors).

@@ -1,0 +1,4 @@
+//! IPVS mode: Services as IPVS virtual servers, programmed over generic
+//! netlink.
+
+pub mod netlink;
