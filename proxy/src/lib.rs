@@ -5,6 +5,9 @@
 //! `iptables-restore` transaction per sync, touching only the chains that
 //! changed; [`ipvs`] programs IPVS virtual servers over netlink.
 
+pub mod backend;
 pub mod iptables;
 pub mod ipvs;
 pub mod model;
+
+pub use backend::{Backend, SyncReport};

@@ -11,5 +11,5 @@ pub mod render;
 pub mod restore;
 
 pub use command::{Flavor, Iptables};
-pub use proxier::{Proxier, SyncReport};
+pub use proxier::Proxier;
 pub use render::RenderConfig;

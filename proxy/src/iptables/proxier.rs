@@ -16,17 +16,8 @@ use super::jumps::jump_rules;
 use super::names;
 use super::plan::{self, Applied, KernelState};
 use super::render::{BaseRules, RenderConfig, Table, base_rules};
+use crate::backend::{Backend, SyncReport};
 use crate::model::Model;
-
-/// What one sync did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyncReport {
-    pub full: bool,
-    /// Service ports whose rules were written or removed.
-    pub services_changed: usize,
-    /// Lines of `iptables-restore` input run (0: nothing to do).
-    pub restore_lines: usize,
-}
 
 pub struct Proxier {
     iptables: Iptables,
@@ -83,7 +74,7 @@ impl Proxier {
         let report = SyncReport {
             full,
             services_changed: plan.services_changed,
-            restore_lines: plan.transaction.lines(),
+            operations: plan.transaction.lines(),
         };
         if !plan.transaction.is_empty() {
             let input = plan.transaction.to_restore_input();
@@ -124,5 +115,23 @@ impl Proxier {
             service_chains,
             missing_jumps,
         })
+    }
+}
+
+impl Backend for Proxier {
+    fn mode(&self) -> &'static str {
+        "iptables"
+    }
+
+    fn sync(&mut self, model: &Model) -> Result<SyncReport> {
+        Proxier::sync(self, model)
+    }
+
+    fn request_full_sync(&mut self) {
+        Proxier::request_full_sync(self)
+    }
+
+    fn check(&mut self) -> Result<()> {
+        self.check_canary()
     }
 }
