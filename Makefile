@@ -4,7 +4,7 @@ CARGO ?= cargo
 DATA_DIR ?= /var/lib/paddock
 KUBECONFIG_OUT ?= /etc/paddock/kubeconfig.yaml
 
-.PHONY: run test deps test-deps images build build-release lint fmt
+.PHONY: run test deps test-deps images bench build build-release lint fmt
 
 ## make run: install what is needed, build in release mode, start a one-node cluster
 run: deps build-release
@@ -24,6 +24,10 @@ test-deps:
 ## a docker-registry storage holding them, in target/images (cached)
 images: test-deps
 	tests/images/build.sh target/images
+
+## make bench: side-by-side benchmarks (root); Markdown tables in target/bench/
+bench: test-deps images build-release
+	target/release/paddock bench runtime --out target/bench/runtime.md
 
 build:
 	$(CARGO) build --workspace --bins

@@ -2,384 +2,31 @@
 //! namespace holding Debian's docker-registry with the test images and a
 //! `paddock runtime` process, driven through its socket by a CRI client.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result};
 use k8s_cri::v1::*;
 use paddock_testkit::cri::Cri;
+use paddock_testkit::cri_node::{Engine, Node, Resources};
 use paddock_testkit::images::{BUSYBOX, BUSYBOX_ZSTD, NGINX, PAUSE};
-use paddock_testkit::netns::NetNs;
-use paddock_testkit::process::Guard;
-use paddock_testkit::registry::Registry;
-use paddock_testkit::unique_name;
 
-/// A node: its namespace, registry, runtime and scratch directory.
-struct Node {
-    ns: NetNs,
-    _registry: Registry,
-    dir: PathBuf,
-    cgroup_root: String,
-    runtime: Option<Guard>,
-    cri: Cri,
+async fn node() -> Result<Node> {
+    Node::start(Engine::Paddock(env!("CARGO_BIN_EXE_paddock").into())).await
 }
 
-impl Node {
-    async fn start() -> Result<Node> {
-        let name = unique_name("pdkrt");
-        let ns = NetNs::create(&name)?;
-        let registry = Registry::start(&ns)?;
-        let dir = std::env::temp_dir().join(format!("paddock-{name}"));
-        std::fs::create_dir_all(dir.join("net.d"))?;
-        std::fs::write(
-            dir.join("net.d/10-pods.conflist"),
-            serde_json::json!({
-                "cniVersion": "1.0.0", "name": "pods",
-                "plugins": [
-                    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
-                     "ipam": {"type": "host-local", "dataDir": dir.join("ipam"),
-                              "ranges": [[{"subnet": "10.88.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-                    {"type": "portmap", "capabilities": {"portMappings": true}}
-                ]
-            })
-            .to_string(),
-        )?;
-        std::fs::write(
-            dir.join("registries.yaml"),
-            "mirrors:\n  docker.io:\n    endpoint: [\"http://127.0.0.1:5000\"]\n  registry.k8s.io:\n    endpoint: [\"http://127.0.0.1:5000\"]\n",
-        )?;
-        let cgroup_root = format!("/{name}");
-        let runtime = spawn_runtime(&ns, &dir, &cgroup_root)?;
-        let cri = Cri::connect(&dir.join("cri.sock"), Duration::from_secs(30)).await?;
-        Ok(Node {
-            ns,
-            _registry: registry,
-            dir,
-            cgroup_root,
-            runtime: Some(runtime),
-            cri,
+const POLL: Duration = Duration::from_millis(50);
+
+/// The runtime's own state directories under its root.
+fn state_dirs(node: &Node) -> usize {
+    ["sandboxes", "containers", "libcontainer"]
+        .iter()
+        .map(|d| {
+            std::fs::read_dir(node.dir().join("root").join(d))
+                .map(|e| e.count())
+                .unwrap_or(0)
         })
-    }
-
-    async fn start_runtime(&mut self) -> Result<()> {
-        self.runtime = Some(spawn_runtime(&self.ns, &self.dir, &self.cgroup_root)?);
-        self.cri = Cri::connect(&self.dir.join("cri.sock"), Duration::from_secs(30)).await?;
-        Ok(())
-    }
-
-    /// `kill -9` of the runtime process (its containers live on).
-    fn kill_runtime(&mut self) -> Result<()> {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.kill9()?;
-        }
-        Ok(())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("runtime.log")).unwrap_or_default()
-    }
-
-    fn sandbox_config(&self, name: &str) -> PodSandboxConfig {
-        PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata {
-                name: name.into(),
-                uid: format!("uid-{name}"),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
-            hostname: name.into(),
-            log_directory: self.dir.join("logs").join(name).display().to_string(),
-            labels: HashMap::from([("app".to_string(), name.to_string())]),
-            linux: Some(LinuxPodSandboxConfig {
-                cgroup_parent: format!("{}/pod-{name}", self.cgroup_root),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    async fn pull(&mut self, image: &str) -> Result<String> {
-        let reply = self
-            .cri
-            .images
-            .pull_image(PullImageRequest {
-                image: Some(ImageSpec {
-                    image: image.into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("pulling {image}; runtime log:\n{}", self.log()))?;
-        Ok(reply.into_inner().image_ref)
-    }
-
-    async fn run_sandbox(&mut self, config: &PodSandboxConfig) -> Result<String> {
-        let reply = self
-            .cri
-            .runtime
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .with_context(|| format!("RunPodSandbox; runtime log:\n{}", self.log()))?;
-        Ok(reply.into_inner().pod_sandbox_id)
-    }
-
-    async fn run_container(
-        &mut self,
-        sandbox: &str,
-        sandbox_config: &PodSandboxConfig,
-        config: ContainerConfig,
-    ) -> Result<String> {
-        let id = self
-            .cri
-            .runtime
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: sandbox.into(),
-                config: Some(config),
-                sandbox_config: Some(sandbox_config.clone()),
-            })
-            .await
-            .with_context(|| format!("CreateContainer; runtime log:\n{}", self.log()))?
-            .into_inner()
-            .container_id;
-        self.cri
-            .runtime
-            .start_container(StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .with_context(|| format!("StartContainer; runtime log:\n{}", self.log()))?;
-        Ok(id)
-    }
-
-    async fn status(&mut self, container: &str) -> Result<ContainerStatus> {
-        self.cri
-            .runtime
-            .container_status(ContainerStatusRequest {
-                container_id: container.into(),
-                verbose: false,
-            })
-            .await?
-            .into_inner()
-            .status
-            .context("no status")
-    }
-
-    async fn wait_state(
-        &mut self,
-        container: &str,
-        state: ContainerState,
-        timeout: Duration,
-    ) -> Result<ContainerStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let status = self.status(container).await?;
-            if status.state == state as i32 {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "container {container} is {:?}, not {state:?}; runtime log:\n{}",
-                    status,
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn pod_ip(&mut self, sandbox: &str) -> Result<String> {
-        let status = self
-            .cri
-            .runtime
-            .pod_sandbox_status(PodSandboxStatusRequest {
-                pod_sandbox_id: sandbox.into(),
-                verbose: false,
-            })
-            .await?
-            .into_inner()
-            .status
-            .context("no sandbox status")?;
-        let ip = status.network.map(|n| n.ip).unwrap_or_default();
-        ensure!(!ip.is_empty(), "the pod has no IP");
-        Ok(ip)
-    }
-
-    async fn remove_sandbox(&mut self, sandbox: &str) -> Result<()> {
-        self.cri
-            .runtime
-            .stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: sandbox.into(),
-            })
-            .await
-            .with_context(|| format!("StopPodSandbox; runtime log:\n{}", self.log()))?;
-        self.cri
-            .runtime
-            .remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: sandbox.into(),
-            })
-            .await
-            .with_context(|| format!("RemovePodSandbox; runtime log:\n{}", self.log()))?;
-        Ok(())
-    }
-
-    /// What the node has that a leak would grow: mounts under the node's
-    /// directory, veths in its namespace, cgroups under its cgroup root,
-    /// host-local IPAM reservations, runtime state directories.
-    fn resources(&self) -> Result<Resources> {
-        let dir = self.dir.display().to_string();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo")?
-            .lines()
-            .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&dir)))
-            .count();
-        let veths = String::from_utf8(self.ns.ip(&["-o", "link", "show", "type", "veth"])?.stdout)?
-            .lines()
-            .count();
-        // Pod and container cgroups below the node's cgroup root.
-        let mut cgroups = 0;
-        for controller in std::fs::read_dir("/sys/fs/cgroup")? {
-            let root = controller?
-                .path()
-                .join(self.cgroup_root.trim_start_matches('/'));
-            cgroups += count_dirs(&root).saturating_sub(1);
-        }
-        let ipam = std::fs::read_dir(self.dir.join("ipam/pods"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter(|e| {
-                        e.file_name()
-                            .to_string_lossy()
-                            .parse::<std::net::IpAddr>()
-                            .is_ok()
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
-        let state = ["sandboxes", "containers", "libcontainer"]
-            .iter()
-            .map(|d| {
-                std::fs::read_dir(self.dir.join("root").join(d))
-                    .map(|e| e.count())
-                    .unwrap_or(0)
-            })
-            .sum();
-        Ok(Resources {
-            mounts,
-            veths,
-            cgroups,
-            ipam,
-            state,
-        })
-    }
-}
-
-#[derive(Debug, PartialEq)]
-struct Resources {
-    mounts: usize,
-    veths: usize,
-    cgroups: usize,
-    ipam: usize,
-    state: usize,
-}
-
-fn count_dirs(dir: &Path) -> usize {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => {
-            1 + entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| count_dirs(&e.path()))
-                .sum::<usize>()
-        }
-        Err(_) => 0,
-    }
-}
-
-/// `paddock runtime` inside `ns`, its state and socket in `dir`, logging
-/// to `dir/runtime.log`.
-fn spawn_runtime(ns: &NetNs, dir: &Path, cgroup_root: &str) -> Result<Guard> {
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(dir.join("runtime.log"))?;
-    let mut cmd = ns.command(env!("CARGO_BIN_EXE_paddock"));
-    cmd.arg("runtime")
-        .arg("--listen")
-        .arg(format!("unix://{}", dir.join("cri.sock").display()))
-        .arg("--root")
-        .arg(dir.join("root"))
-        .arg("--private-registry")
-        .arg(dir.join("registries.yaml"))
-        .arg("--cni-conf-dir")
-        .arg(dir.join("net.d"))
-        .arg("--cgroup-root")
-        .arg(cgroup_root)
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    Guard::spawn("paddock runtime", cmd)
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        drop(self.runtime.take());
-        // Best effort after a failed test: kill what runs in our cgroups,
-        // unmount what lies under our directory, remove both.
-        for controller in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let root = controller
-                .path()
-                .join(self.cgroup_root.trim_start_matches('/'));
-            kill_and_remove_cgroups(&root);
-        }
-        let dir = self.dir.display().to_string();
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&dir))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn kill_and_remove_cgroups(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            kill_and_remove_cgroups(&entry.path());
-        }
-    }
-    for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-    {
-        if let Ok(pid) = pid.trim().parse::<i32>() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-    for _ in 0..50 {
-        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        .sum()
 }
 
 /// A client running sandbox create/stop/remove cycles.
@@ -452,7 +99,7 @@ fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerConfi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nginx_pod_pulls_through_a_mirror_serves_logs_execs_and_stops() -> Result<()> {
-    let mut node = Node::start().await?;
+    let mut node = node().await?;
     let image_ref = node.pull("nginx").await?;
     assert!(image_ref.starts_with("sha256:"), "{image_ref}");
     node.pull(PAUSE).await?;
@@ -483,6 +130,7 @@ async fn nginx_pod_pulls_through_a_mirror_serves_logs_execs_and_stops() -> Resul
             &container,
             ContainerState::ContainerRunning,
             Duration::from_secs(20),
+            POLL,
         )
         .await?;
     assert!(status.started_at > 0);
@@ -580,7 +228,7 @@ async fn nginx_pod_pulls_through_a_mirror_serves_logs_execs_and_stops() -> Resul
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_over_its_memory_limit_is_oom_killed() -> Result<()> {
-    let mut node = Node::start().await?;
+    let mut node = node().await?;
     let image = node.pull(BUSYBOX).await?;
     let config = node.sandbox_config("hog");
     let sandbox = node.run_sandbox(&config).await?;
@@ -606,6 +254,7 @@ async fn a_pod_over_its_memory_limit_is_oom_killed() -> Result<()> {
             &container,
             ContainerState::ContainerExited,
             Duration::from_secs(60),
+            POLL,
         )
         .await?;
     assert_eq!(
@@ -619,7 +268,7 @@ async fn a_pod_over_its_memory_limit_is_oom_killed() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn five_hundred_sandbox_cycles_leak_nothing() -> Result<()> {
-    let node = Node::start().await?;
+    let node = node().await?;
     let before = node.resources()?;
     let started = Instant::now();
     // Four kubelet-like workers at once, 125 cycles each.
@@ -642,12 +291,13 @@ async fn five_hundred_sandbox_cycles_leak_nothing() -> Result<()> {
     }
     eprintln!("500 sandbox cycles in {:?}", started.elapsed());
     assert_eq!(node.resources()?, before);
+    assert_eq!(state_dirs(&node), 0);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_runtime_killed_and_restarted_still_lists_and_stops_its_pod() -> Result<()> {
-    let mut node = Node::start().await?;
+    let mut node = node().await?;
     let image = node.pull(BUSYBOX_ZSTD).await?;
     let config = node.sandbox_config("survivor");
     let sandbox = node.run_sandbox(&config).await?;
@@ -673,6 +323,7 @@ async fn a_runtime_killed_and_restarted_still_lists_and_stops_its_pod() -> Resul
         &sleeper,
         ContainerState::ContainerRunning,
         Duration::from_secs(20),
+        POLL,
     )
     .await?;
     node.kill_runtime()?;
@@ -701,19 +352,18 @@ async fn a_runtime_killed_and_restarted_still_lists_and_stops_its_pod() -> Resul
     assert!(log.contains(" stdout F bye"), "{log}");
 
     let before = node.resources()?;
-    assert!(before.mounts > 0);
-    node.remove_sandbox(&sandbox).await?;
-    let after = node.resources()?;
-    assert_eq!(
-        (
-            after.mounts,
-            after.veths,
-            after.cgroups,
-            after.ipam,
-            after.state
-        ),
-        (0, 0, 0, 0, 0),
-        "{after:?}"
+    assert!(
+        before.mounts > 0 && before.veths == 1 && before.cgroups > 0 && before.ipam == 1,
+        "{before:?}"
     );
+    node.remove_sandbox(&sandbox).await?;
+    let nothing = Resources {
+        mounts: 0,
+        veths: 0,
+        cgroups: 0,
+        ipam: 0,
+    };
+    assert_eq!(node.resources()?, nothing);
+    assert_eq!(state_dirs(&node), 0);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `paddock`: one binary for every part of a Paddock node.
 
 mod agent;
+mod bench;
 mod proxy;
 mod runtime;
 mod server;
@@ -31,6 +32,8 @@ enum Command {
     Proxy(proxy::Args),
     /// Run the CRI runtime on its own socket.
     Runtime(runtime::Args),
+    /// Run a benchmark and print its Markdown table.
+    Bench(bench::Args),
 }
 
 fn main() -> Result<()> {
@@ -46,13 +49,15 @@ fn main() -> Result<()> {
         .install_default()
         .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        match cli.command {
-            Command::Server(args) => server::run(args).await,
-            Command::Agent(args) => agent::run(args).await,
-            Command::Proxy(args) => proxy::run(args).await,
-            Command::Runtime(args) => runtime::run(args).await,
-        }
-    })
+    match cli.command {
+        Command::Server(args) => block_on(server::run(args)),
+        Command::Agent(args) => block_on(agent::run(args)),
+        Command::Proxy(args) => block_on(proxy::run(args)),
+        Command::Runtime(args) => block_on(runtime::run(args)),
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+fn block_on(work: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(work)
 }

@@ -26,4 +26,5 @@ mod state;
 
 pub use cri::{bind, serve};
 pub use helper::run_helper_if_requested;
+pub use monitor::run_to_completion;
 pub use runtime::{Config, Runtime};

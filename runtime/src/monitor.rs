@@ -113,6 +113,32 @@ fn create(request: &Request) -> Result<(Pid, OwnedFd, OwnedFd)> {
     Ok((pid, stdout_r, stderr_r))
 }
 
+/// Runs the container of `bundle` to completion with this process's stdio
+/// (create, start, wait, delete: what `runc run` does), returning its exit
+/// code. For benchmarks of the container lifecycle; single-threaded callers
+/// only.
+pub fn run_to_completion(state_root: &Path, bundle: &Path, id: &str) -> Result<i32> {
+    let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_root_path(state_root)?
+        .as_init(bundle)
+        .with_systemd(false)
+        .with_detach(false)
+        .build()
+        .context("creating the container")?;
+    container.start().context("starting the container")?;
+    let pid = container.pid().context("the container has no init pid")?;
+    let code = loop {
+        match waitpid(pid, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(_, code)) => break code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => break 128 + signal as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("waiting for the container"),
+        }
+    };
+    container.delete(true).context("deleting the container")?;
+    Ok(code)
+}
+
 struct Log {
     path: Option<PathBuf>,
     file: Option<File>,

@@ -4,6 +4,7 @@
 //! for what a user would wait for.
 
 pub mod cri;
+pub mod cri_node;
 pub mod images;
 pub mod netns;
 pub mod process;

@@ -1,0 +1,31 @@
+//! `paddock bench`: side-by-side benchmarks, written as Markdown tables.
+
+mod runtime;
+
+use anyhow::Result;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(clap::Subcommand)]
+enum What {
+    /// Pod start through CRI against containerd 1.6 + runc, and the
+    /// /bin/true container lifecycle against runc and crun (hyperfine).
+    Runtime(runtime::Args),
+    /// Run one OCI bundle to completion with libcontainer, as `runc run`
+    /// does (what the lifecycle benchmark times).
+    #[command(hide = true)]
+    RunBundle(runtime::RunBundleArgs),
+}
+
+/// Runs a benchmark. Bundle runs stay single-threaded (no async runtime):
+/// libcontainer forks.
+pub fn run(args: Args) -> Result<()> {
+    match args.what {
+        What::RunBundle(args) => std::process::exit(runtime::run_bundle(args)?),
+        What::Runtime(args) => tokio::runtime::Runtime::new()?.block_on(runtime::run(args)),
+    }
+}
