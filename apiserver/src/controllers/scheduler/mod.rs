@@ -1,0 +1,261 @@
+//! The scheduler: binds every pending pod (no `nodeName`, our scheduler
+//! name) to a node through the `binding` subresource.
+//!
+//! Each cycle takes a snapshot of the nodes and of what the bound pods — and
+//! the pods bound in flight ("assumed", as upstream calls them) — use, then
+//! places the pending pods one after the other in priority and age order.
+//! Binds run concurrently; a failed bind forgets its assumption and the pod
+//! is retried. A pod that fits nowhere gets `PodScheduled=False`,
+//! `Unschedulable` and a FailedScheduling event, and is retried whenever a
+//! pod or node changes (and every few seconds).
+
+mod filter;
+mod resources;
+mod score;
+mod snapshot;
+
+pub use filter::{TAINT_NOT_READY, TAINT_UNSCHEDULABLE, tolerates};
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
+
+use self::resources::PodDemand;
+use self::snapshot::Snapshot;
+use super::events::Recorder;
+use super::informer::Informer;
+use super::pods;
+
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+/// Binds in flight at once.
+const BINDS_IN_FLIGHT: usize = 32;
+/// Pending pods are looked at again at least this often.
+const RETRY: Duration = Duration::from_secs(5);
+
+type PodKey = (String, String);
+
+#[derive(Default)]
+struct State {
+    /// Pods being bound: key → (uid, node).
+    assumed: HashMap<PodKey, (String, String)>,
+    /// The Unschedulable message last written for a pod.
+    unschedulable: HashMap<PodKey, String>,
+}
+
+pub struct Scheduler {
+    client: Client,
+    pods: Informer<Pod>,
+    nodes: Informer<Node>,
+    recorder: Recorder,
+    state: Mutex<State>,
+    binds: Arc<Semaphore>,
+    wake: Notify,
+}
+
+impl Scheduler {
+    pub fn new(
+        client: Client,
+        pods: Informer<Pod>,
+        nodes: Informer<Node>,
+        recorder: &Recorder,
+    ) -> Arc<Scheduler> {
+        Arc::new(Scheduler {
+            client,
+            pods,
+            nodes,
+            recorder: recorder.as_component(SCHEDULER_NAME),
+            state: Mutex::default(),
+            binds: Arc::new(Semaphore::new(BINDS_IN_FLIGHT)),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Schedules until dropped.
+    pub async fn run(self: Arc<Self>) -> Result<()> {
+        self.pods.ready().await?;
+        self.nodes.ready().await?;
+        let mut changes = futures::stream::select(
+            self.pods.subscribe().map(|_| ()),
+            self.nodes.subscribe().map(|_| ()),
+        );
+        let waker = self.clone();
+        let wake_on_changes = async move {
+            while changes.next().await.is_some() {
+                waker.wake.notify_one();
+            }
+        };
+        let cycles = async {
+            loop {
+                self.clone().cycle();
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        };
+        tokio::select! {
+            () = wake_on_changes => {}
+            () = cycles => {}
+        }
+        Ok(())
+    }
+
+    /// One pass over the pending pods.
+    fn cycle(self: Arc<Self>) {
+        let all_pods = self.pods.store().state();
+        let mut snapshot = Snapshot::new(self.nodes.store().state());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = Vec::new();
+        let mut live = HashSet::new();
+        for pod in &all_pods {
+            let key = key(pod);
+            if let Some(node) = pods::node_name(pod) {
+                state.assumed.remove(&key);
+                state.unschedulable.remove(&key);
+                if !pods::is_terminal(pod) {
+                    snapshot.add_pod(node, pod, &PodDemand::of(pod));
+                }
+                continue;
+            }
+            if !is_ours(pod) || pods::is_terminating(pod) || pods::is_terminal(pod) {
+                continue;
+            }
+            live.insert(key.clone());
+            match state.assumed.get(&key) {
+                Some((uid, node)) if Some(uid) == pod.metadata.uid.as_ref() => {
+                    snapshot.add_pod(node, pod, &PodDemand::of(pod));
+                }
+                _ => pending.push(pod.clone()),
+            }
+        }
+        state.assumed.retain(|k, _| live.contains(k));
+        state.unschedulable.retain(|k, _| live.contains(k));
+        pending.sort_by_key(|pod| {
+            let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+            let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            (std::cmp::Reverse(priority), created)
+        });
+        for pod in pending {
+            let key = key(&pod);
+            let demand = PodDemand::of(&pod);
+            match score::pick(&snapshot, &pod, &demand) {
+                Ok(i) => {
+                    let node = snapshot.nodes[i].name.clone();
+                    snapshot.add_pod(&node, &pod, &demand);
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    state.assumed.insert(key, (uid, node.clone()));
+                    tokio::spawn(self.clone().bind(pod, node));
+                }
+                Err(message) => {
+                    if state.unschedulable.get(&key) != Some(&message) {
+                        state.unschedulable.insert(key, message.clone());
+                        tokio::spawn(self.clone().mark_unschedulable(pod, message));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn bind(self: Arc<Self>, pod: Arc<Pod>, node: String) {
+        let Ok(_permit) = self.binds.clone().acquire_owned().await else {
+            return;
+        };
+        let (namespace, name) = key(&pod);
+        match bind(&self.client, &pod, &node).await {
+            Ok(()) => self.recorder.normal(
+                &*pod,
+                "Scheduled",
+                format!("Successfully assigned {namespace}/{name} to {node}"),
+            ),
+            Err(e) => {
+                tracing::warn!(pod = %format!("{namespace}/{name}"), node, "binding failed: {e:#}");
+                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                state.assumed.remove(&(namespace, name));
+                drop(state);
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    async fn mark_unschedulable(self: Arc<Self>, pod: Arc<Pod>, message: String) {
+        self.recorder
+            .warning(&*pod, "FailedScheduling", message.clone());
+        if let Err(e) = set_unschedulable(&self.client, &pod, &message).await {
+            tracing::debug!("marking pod unschedulable: {e:#}");
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.unschedulable.remove(&key(&pod));
+        }
+    }
+}
+
+fn key(pod: &Pod) -> PodKey {
+    (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+fn is_ours(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    let name = spec.and_then(|s| s.scheduler_name.as_deref()).unwrap_or("");
+    let gated = spec
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty());
+    (name.is_empty() || name == SCHEDULER_NAME) && !gated
+}
+
+async fn bind(client: &Client, pod: &Pod, node: &str) -> Result<()> {
+    let (namespace, name) = key(pod);
+    let binding = json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name, "namespace": namespace, "uid": pod.metadata.uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    api.create_subresource::<_, serde_json::Value>(
+        "binding",
+        &name,
+        &PostParams::default(),
+        &binding,
+    )
+    .await
+    .with_context(|| format!("binding {namespace}/{name} to {node}"))?;
+    Ok(())
+}
+
+/// Writes `PodScheduled=False, Unschedulable` with `message`, keeping the
+/// pod's other conditions.
+async fn set_unschedulable(client: &Client, pod: &Pod, message: &str) -> Result<()> {
+    let (namespace, name) = key(pod);
+    let mut conditions: Vec<PodCondition> = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    conditions.retain(|c| c.type_ != "PodScheduled");
+    conditions.push(PodCondition {
+        type_: "PodScheduled".into(),
+        status: "False".into(),
+        reason: Some("Unschedulable".into()),
+        message: Some(message.to_string()),
+        last_transition_time: Some(Time(Timestamp::now())),
+        ..PodCondition::default()
+    });
+    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let patch = json!({"status": {"conditions": conditions}});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .with_context(|| format!("setting PodScheduled=False on {namespace}/{name}"))?;
+    Ok(())
+}
