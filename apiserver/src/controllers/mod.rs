@@ -5,11 +5,11 @@
 //! resync.
 
 pub mod deployment;
+pub mod endpoints;
 pub mod events;
 pub mod informer;
 pub mod owners;
 pub mod pods;
-pub mod quantity;
 pub mod reconciler;
 pub mod replicaset;
 pub mod scheduler;

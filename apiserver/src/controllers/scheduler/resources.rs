@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::controllers::quantity;
+use crate::validation::quantity::Quantity as Parsed;
 
 /// Requests used for scoring a container that states none, as upstream's
 /// `DefaultMilliCPURequest` and `DefaultMemoryRequest`.
@@ -93,8 +93,8 @@ impl PodDemand {
 fn container_requests(c: &Container, nonzero: bool) -> Amount {
     let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref());
     let get = |name: &str| requests.and_then(|r| r.get(name));
-    let cpu = get("cpu").and_then(|q| quantity::cpu_millis(&q.0));
-    let memory = get("memory").and_then(|q| quantity::value(&q.0));
+    let cpu = get("cpu").and_then(cpu_millis);
+    let memory = get("memory").and_then(units);
     if nonzero {
         Amount {
             cpu: cpu.unwrap_or(DEFAULT_CPU_MILLIS),
@@ -110,15 +110,18 @@ fn container_requests(c: &Container, nonzero: bool) -> Amount {
 
 fn amount(list: &BTreeMap<String, Quantity>) -> Amount {
     Amount {
-        cpu: list
-            .get("cpu")
-            .and_then(|q| quantity::cpu_millis(&q.0))
-            .unwrap_or(0),
-        memory: list
-            .get("memory")
-            .and_then(|q| quantity::value(&q.0))
-            .unwrap_or(0),
+        cpu: list.get("cpu").and_then(cpu_millis).unwrap_or(0),
+        memory: list.get("memory").and_then(units).unwrap_or(0),
     }
+}
+
+fn cpu_millis(q: &Quantity) -> Option<i64> {
+    Parsed::parse(&q.0).and_then(|q| i64::try_from(q.ceil_millis()).ok())
+}
+
+/// Memory in bytes, pods as a count.
+fn units(q: &Quantity) -> Option<i64> {
+    Parsed::parse(&q.0).and_then(|q| i64::try_from(q.ceil_units()).ok())
 }
 
 /// What a node offers: allocatable (else capacity); pods unlimited if unset.
@@ -142,10 +145,7 @@ impl Allocatable {
         };
         Allocatable {
             amount: amount(list),
-            pods: list
-                .get("pods")
-                .and_then(|q| quantity::value(&q.0))
-                .unwrap_or(i64::MAX),
+            pods: list.get("pods").and_then(units).unwrap_or(i64::MAX),
         }
     }
 }
