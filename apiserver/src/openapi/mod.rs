@@ -24,11 +24,18 @@ pub const V2_PROTOBUF_CONTENT_TYPE: &str =
     "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 static DEFINITIONS: LazyLock<Definitions> = LazyLock::new(Definitions::generate);
-static V2_JSON: LazyLock<Vec<u8>> =
-    LazyLock::new(|| serde_json::to_vec(&v2::document(definitions())).unwrap_or_default());
-static V2_PROTOBUF: LazyLock<Vec<u8>> = LazyLock::new(|| {
-    let doc: serde_json::Value = serde_json::from_slice(&V2_JSON).unwrap_or_default();
-    gnostic::document(&doc).encode_to_vec()
+/// The `/openapi/v2` document in both encodings, built from one tree.
+struct V2Bytes {
+    json: Vec<u8>,
+    protobuf: Vec<u8>,
+}
+
+static V2: LazyLock<V2Bytes> = LazyLock::new(|| {
+    let doc = v2::document(definitions());
+    V2Bytes {
+        json: serde_json::to_vec(&doc).unwrap_or_default(),
+        protobuf: gnostic::document(&doc).encode_to_vec(),
+    }
 });
 static V3_DOCUMENTS: LazyLock<Vec<v3::GroupVersionDocument>> =
     LazyLock::new(|| v3::documents(definitions()));
@@ -51,12 +58,12 @@ pub fn property_description(definition: &str, property: &str) -> Option<&'static
 
 /// The `/openapi/v2` document as JSON.
 pub fn v2_json() -> &'static [u8] {
-    &V2_JSON
+    &V2.json
 }
 
 /// The `/openapi/v2` document as gnostic protobuf (`V2_PROTOBUF_CONTENT_TYPE`).
 pub fn v2_protobuf() -> &'static [u8] {
-    &V2_PROTOBUF
+    &V2.protobuf
 }
 
 /// The `/openapi/v3` index: `{"paths": {"api/v1": {"serverRelativeURL": …}}}`.
