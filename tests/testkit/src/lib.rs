@@ -9,6 +9,7 @@ pub mod images;
 pub mod netns;
 pub mod process;
 pub mod registry;
+pub mod service_lab;
 pub mod uml;
 pub mod wait;
 
