@@ -367,3 +367,288 @@ async fn a_runtime_killed_and_restarted_still_lists_and_stops_its_pod() -> Resul
     assert_eq!(state_dirs(&node), 0);
     Ok(())
 }
+
+/// A WebSocket to a streaming URL the runtime returned, speaking
+/// `v5.channel.k8s.io`.
+async fn stream(
+    node: &Node,
+    url: &str,
+) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let addr = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .context("a http:// URL")?;
+    let tcp = node.connect(addr.parse()?).await?;
+    let mut request = url.replace("http://", "ws://").into_client_request()?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse()?);
+    let (ws, response) = tokio_tungstenite::client_async(request, tcp).await?;
+    assert_eq!(
+        response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.as_bytes()),
+        Some(&b"v5.channel.k8s.io"[..])
+    );
+    Ok(ws)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_and_port_forward_stream_over_websockets() -> Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut node = node().await?;
+    let image = node.pull(BUSYBOX).await?;
+    let config = node.sandbox_config("streams");
+    let sandbox = node.run_sandbox(&config).await?;
+    let web = node
+        .run_container(
+            &sandbox,
+            &config,
+            container_config(
+                "web",
+                &image,
+                &["sh", "-c", "mkdir -p /www && echo hello-forwarded > /www/index.html && exec httpd -f -p 8080 -h /www"],
+            ),
+        )
+        .await?;
+    node.wait_state(
+        &web,
+        ContainerState::ContainerRunning,
+        Duration::from_secs(20),
+        POLL,
+    )
+    .await?;
+
+    // exec: stdin in, stdout and stderr out, the exit code on the error channel
+    let url = node
+        .cri
+        .runtime
+        .exec(ExecRequest {
+            container_id: web.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "read x; echo got $x; echo oops >&2; exit 7".into(),
+            ],
+            tty: false,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        })
+        .await?
+        .into_inner()
+        .url;
+    let mut ws = stream(&node, &url).await?;
+    ws.send(Message::binary(b"\x00hello\n".to_vec())).await?;
+    ws.send(Message::binary(vec![255, 0])).await?;
+    let (mut stdout, mut stderr, mut error) = (Vec::new(), Vec::new(), Vec::new());
+    while let Some(message) = tokio::time::timeout(Duration::from_secs(20), ws.next()).await? {
+        match message? {
+            Message::Binary(data) if !data.is_empty() => match data[0] {
+                1 => stdout.extend_from_slice(&data[1..]),
+                2 => stderr.extend_from_slice(&data[1..]),
+                3 => error.extend_from_slice(&data[1..]),
+                other => panic!("unexpected channel {other}"),
+            },
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&stdout), "got hello\n");
+    assert_eq!(String::from_utf8_lossy(&stderr), "oops\n");
+    let status: serde_json::Value = serde_json::from_slice(&error)?;
+    assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
+    assert_eq!(status["details"]["causes"][0]["message"], "7", "{status}");
+
+    // exec with a tty: one output stream, the terminal's
+    let url = node
+        .cri
+        .runtime
+        .exec(ExecRequest {
+            container_id: web.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "test -t 0 && test -t 1 && echo on-a-tty".into(),
+            ],
+            tty: true,
+            stdin: false,
+            stdout: true,
+            stderr: false,
+        })
+        .await?
+        .into_inner()
+        .url;
+    let mut ws = stream(&node, &url).await?;
+    let mut terminal = Vec::new();
+    while let Some(message) = tokio::time::timeout(Duration::from_secs(20), ws.next()).await? {
+        match message? {
+            Message::Binary(data) if data.first() == Some(&1) => {
+                terminal.extend_from_slice(&data[1..])
+            }
+            Message::Binary(data) if data.first() == Some(&3) => {
+                let status: serde_json::Value = serde_json::from_slice(&data[1..])?;
+                assert_eq!(status["status"], "Success", "{status}");
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&terminal).trim_end(), "on-a-tty");
+
+    // port-forward: port 8080 of the pod on channels 0 (data) and 1 (errors)
+    let url = node
+        .cri
+        .runtime
+        .port_forward(PortForwardRequest {
+            pod_sandbox_id: sandbox.clone(),
+            port: vec![8080],
+        })
+        .await?
+        .into_inner()
+        .url;
+    let mut ws = stream(&node, &url).await?;
+    let mut opened = Vec::new();
+    while opened.len() < 2 {
+        if let Some(Message::Binary(data)) = ws.next().await.transpose()? {
+            opened.push(data.to_vec());
+        }
+    }
+    let port = 8080u16.to_le_bytes();
+    assert_eq!(
+        opened,
+        [vec![0, port[0], port[1]], vec![1, port[0], port[1]]]
+    );
+    ws.send(Message::binary(b"\x00GET / HTTP/1.0\r\n\r\n".to_vec()))
+        .await?;
+    let mut body = Vec::new();
+    while !String::from_utf8_lossy(&body).contains("hello-forwarded") {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await? {
+            Some(Ok(Message::Binary(data))) if data.first() == Some(&0) => {
+                body.extend_from_slice(&data[1..])
+            }
+            Some(Ok(Message::Binary(data))) => {
+                panic!("error channel: {}", String::from_utf8_lossy(&data[1..]))
+            }
+            Some(Ok(_)) => {}
+            other => panic!("the forwarded connection ended early: {other:?}"),
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&body).contains(" 200 OK"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    ws.close(None).await?;
+
+    // a used session is gone
+    let reused = stream(&node, &url).await;
+    assert!(reused.is_err());
+    node.remove_sandbox(&sandbox).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_ids_are_not_found_and_bad_requests_invalid() -> Result<()> {
+    let mut node = node().await?;
+    let rt = &mut node.cri.runtime;
+    let unknown = "0123456789abcdef".repeat(4);
+    assert_eq!(
+        rt.pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: unknown.clone(),
+            verbose: false
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        tonic::Code::NotFound
+    );
+    assert_eq!(
+        rt.start_container(StartContainerRequest {
+            container_id: unknown.clone()
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        tonic::Code::NotFound
+    );
+    assert_eq!(
+        rt.exec_sync(ExecSyncRequest {
+            container_id: unknown.clone(),
+            cmd: vec!["true".into()],
+            timeout: 1
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        tonic::Code::NotFound
+    );
+    assert_eq!(
+        rt.create_container(CreateContainerRequest {
+            pod_sandbox_id: unknown.clone(),
+            config: Some(container_config("c", BUSYBOX, &["true"])),
+            sandbox_config: None,
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        tonic::Code::NotFound
+    );
+    // removing what is gone already is fine, as CRI asks
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: unknown.clone(),
+    })
+    .await?;
+    rt.remove_container(RemoveContainerRequest {
+        container_id: unknown,
+    })
+    .await?;
+
+    let no_metadata = PodSandboxConfig::default();
+    assert_eq!(
+        rt.run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(no_metadata),
+            runtime_handler: String::new()
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        tonic::Code::InvalidArgument
+    );
+    let bad_image = node.cri.images.pull_image(PullImageRequest {
+        image: Some(ImageSpec {
+            image: "no spaces allowed".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    assert_eq!(
+        bad_image.await.unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
+
+    // a sandbox cannot run a container of an image it does not have
+    let config = node.sandbox_config("missing-image");
+    let sandbox = node.run_sandbox(&config).await?;
+    let err = node
+        .cri
+        .runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(container_config(
+                "c",
+                "docker.io/library/absent:1",
+                &["true"],
+            )),
+            sandbox_config: Some(config),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    node.remove_sandbox(&sandbox).await?;
+    Ok(())
+}

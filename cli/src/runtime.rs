@@ -26,6 +26,9 @@ pub struct Args {
     /// The cgroup under which pods without a cgroup parent get theirs.
     #[arg(long, default_value = "/paddock")]
     cgroup_root: String,
+    /// Where the Exec/PortForward streaming server listens (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    stream_address: std::net::SocketAddr,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -39,6 +42,7 @@ pub async fn run(args: Args) -> Result<()> {
         cni_bin_dirs: std::env::split_paths(&args.cni_bin_dir).collect(),
         cgroup_root: args.cgroup_root,
         helper_binary: None,
+        stream_address: args.stream_address,
     };
     let runtime = Arc::new(Runtime::open(config).context("opening the runtime")?);
     let listener = paddock_runtime::bind(socket.as_ref())?;

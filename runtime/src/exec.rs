@@ -48,20 +48,43 @@ pub struct Output {
 /// Runs `request` through a helper of `exe` and collects its output.
 pub async fn exec_sync(exe: &Path, request: Request) -> Result<Output> {
     let status_file = request.status_file.clone();
-    let mut child = helper::command(exe, &helper::Request::Exec(request))?
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("spawning the exec helper")?;
+    let mut child = spawn(exe, request, Stdio::null(), Stdio::piped(), Stdio::piped())?;
     let (mut out, mut err) = (
         child.stdout.take().context("stdout")?,
         child.stderr.take().context("stderr")?,
     );
     let (stdout, stderr, _) =
         tokio::join!(read_capped(&mut out), read_capped(&mut err), child.wait());
-    let status: Option<Status> = crate::state::read_json(&status_file)?;
-    let _ = std::fs::remove_file(&status_file);
+    let exit_code = exit_code(&status_file)?;
+    Ok(Output {
+        stdout,
+        stderr,
+        exit_code,
+    })
+}
+
+/// Starts `request` in a helper of `exe` whose command gets the given stdio.
+pub fn spawn(
+    exe: &Path,
+    request: Request,
+    stdin: Stdio,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Result<tokio::process::Child> {
+    Ok(helper::command(exe, &helper::Request::Exec(request))?
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawning the exec helper")?)
+}
+
+/// How the command ended, from the status file its helper wrote (and
+/// removes it).
+pub fn exit_code(status_file: &Path) -> Result<i32> {
+    let status: Option<Status> = crate::state::read_json(status_file)?;
+    let _ = std::fs::remove_file(status_file);
     let status = status.context("the exec helper recorded no status")?;
     if let Some(error) = status.error {
         return Err(Error::Internal(anyhow::anyhow!("exec failed: {error}")));
@@ -69,11 +92,7 @@ pub async fn exec_sync(exe: &Path, request: Request) -> Result<Output> {
     if status.timed_out {
         return Err(Error::DeadlineExceeded("command timed out".into()));
     }
-    Ok(Output {
-        stdout,
-        stderr,
-        exit_code: status.exit_code,
-    })
+    Ok(status.exit_code)
 }
 
 async fn read_capped(reader: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8> {

@@ -23,6 +23,7 @@ mod runtime;
 mod sandbox;
 mod snapshot;
 mod state;
+mod stream;
 
 pub use cri::{bind, serve};
 pub use helper::run_helper_if_requested;

@@ -24,6 +24,7 @@ use crate::monitor::{self, Report};
 use crate::process::ProcessId;
 use crate::sandbox::cni::{self, Attachment, Cni};
 use crate::sandbox::{self, Network, Sandbox, SandboxState, namespaces};
+use crate::stream::{self, ExecSession, PortForwardSession, Streams};
 use crate::{cgroups, exec, helper, snapshot, state};
 
 /// How the runtime is set up.
@@ -41,6 +42,8 @@ pub struct Config {
     /// current executable by default. It must call
     /// [`crate::run_helper_if_requested`] first thing in `main`.
     pub helper_binary: Option<PathBuf>,
+    /// Where the Exec/PortForward streaming server listens (port 0: any).
+    pub stream_address: std::net::SocketAddr,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             cni_bin_dirs: vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")],
             cgroup_root: "/paddock".to_string(),
             helper_binary: None,
+            stream_address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -66,6 +70,7 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 pub struct Runtime {
     config: Config,
     exe: PathBuf,
+    streams: Arc<Streams>,
     images: Arc<ImageStore>,
     cni: Cni,
     sandboxes: Mutex<HashMap<String, Sandbox>>,
@@ -103,6 +108,7 @@ impl Runtime {
             None => std::env::current_exe().context("locating the helper binary")?,
         };
         let runtime = Runtime {
+            streams: Arc::new(Streams::bind(config.stream_address)?),
             cni: Cni {
                 conf_dir: config.cni_conf_dir.clone(),
                 bin_dirs: config.cni_bin_dirs.clone(),
@@ -174,6 +180,10 @@ impl Runtime {
 
     fn forget_lock(&self, id: &str) {
         self.locks.lock().expect("locks poisoned").remove(id);
+    }
+
+    pub fn streams(&self) -> &Arc<Streams> {
+        &self.streams
     }
 
     pub fn images(&self) -> &Arc<ImageStore> {
@@ -676,6 +686,56 @@ impl Runtime {
                 .join(format!("exec-{}.json", state::new_id())),
         };
         exec::exec_sync(&self.exe, request).await
+    }
+
+    /// Registers a streaming exec; returns the URL to connect to.
+    pub fn exec(&self, request: k8s_cri::v1::ExecRequest) -> Result<String> {
+        self.running(&request.container_id)?;
+        if request.cmd.is_empty() {
+            return Err(Error::invalid("exec needs a command"));
+        }
+        if !(request.stdin || request.stdout || request.stderr) {
+            return Err(Error::invalid("exec needs one of stdin, stdout and stderr"));
+        }
+        if request.tty && request.stderr {
+            return Err(Error::invalid("a tty has no separate stderr"));
+        }
+        let id = &request.container_id;
+        Ok(self.streams.register_exec(ExecSession {
+            request: exec::Request {
+                id: id.clone(),
+                state_root: self.libcontainer_root(),
+                args: request.cmd,
+                timeout_ms: 0,
+                status_file: Container::dir(&self.config.root, id)
+                    .join(format!("exec-{}.json", state::new_id())),
+            },
+            exe: self.exe.clone(),
+            tty: request.tty,
+            stdin: request.stdin,
+            stdout: request.stdout,
+            stderr: request.stderr,
+        }))
+    }
+
+    /// Registers a port-forward into a ready sandbox; returns its URL.
+    pub fn port_forward(&self, sandbox_id: &str, ports: &[i32]) -> Result<String> {
+        let sb = self.sandbox(sandbox_id)?;
+        if sb.state != SandboxState::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {sandbox_id} is not ready"
+            )));
+        }
+        let netns = (!sb.host_network()).then(|| {
+            namespaces::path(
+                &sandbox::dir(&self.config.root, sandbox_id),
+                namespaces::Kind::Net,
+            )
+        });
+        Ok(self.streams.register_port_forward(PortForwardSession {
+            netns,
+            ports: stream::ports(ports)?,
+        }))
     }
 
     pub fn reopen_log(&self, id: &str) -> Result<()> {

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use futures::FutureExt;
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::net::UnixListener;
@@ -41,17 +42,21 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))
 }
 
-/// Serves CRI on `listener` until `shutdown` completes.
+/// Serves CRI on `listener`, and the Exec/PortForward streams, until
+/// `shutdown` completes.
 pub async fn serve(
     runtime: Arc<Runtime>,
     listener: UnixListener,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let shutdown = shutdown.boxed().shared();
+    let streams = tokio::spawn(runtime.streams().clone().serve(shutdown.clone()));
     let cri = Cri { runtime };
     tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(cri.clone()).max_decoding_message_size(16 << 20))
         .add_service(ImageServiceServer::new(cri).max_decoding_message_size(16 << 20))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
-        .context("serving CRI")
+        .context("serving CRI")?;
+    streams.await.context("the streaming server task")?
 }

@@ -350,21 +350,27 @@ impl RuntimeService for Cri {
         }))
     }
 
-    async fn exec(&self, _: Request<cri::ExecRequest>) -> Reply<cri::ExecResponse> {
-        Err(Status::unimplemented(
-            "streaming Exec is not supported yet; use ExecSync",
-        ))
+    async fn exec(&self, request: Request<cri::ExecRequest>) -> Reply<cri::ExecResponse> {
+        let url = self.runtime.exec(request.into_inner()).map_err(status)?;
+        Ok(Response::new(cri::ExecResponse { url }))
     }
 
     async fn attach(&self, _: Request<cri::AttachRequest>) -> Reply<cri::AttachResponse> {
-        Err(Status::unimplemented("Attach is not supported yet"))
+        Err(Status::unimplemented(
+            "Attach is not supported: container output is in its log, and stdin is not kept open",
+        ))
     }
 
     async fn port_forward(
         &self,
-        _: Request<cri::PortForwardRequest>,
+        request: Request<cri::PortForwardRequest>,
     ) -> Reply<cri::PortForwardResponse> {
-        Err(Status::unimplemented("PortForward is not supported yet"))
+        let request = request.into_inner();
+        let url = self
+            .runtime
+            .port_forward(&request.pod_sandbox_id, &request.port)
+            .map_err(status)?;
+        Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
     async fn container_stats(

@@ -285,6 +285,21 @@ impl Node {
         Ok(())
     }
 
+    /// A TCP connection to `addr` made from inside the node's namespace
+    /// (where the runtime's streaming server listens).
+    pub async fn connect(&self, addr: std::net::SocketAddr) -> Result<tokio::net::TcpStream> {
+        let netns = self.ns.path();
+        let stream = std::thread::spawn(move || -> Result<std::net::TcpStream> {
+            let ns = std::fs::File::open(&netns)?;
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            Ok(std::net::TcpStream::connect(addr)?)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the connect thread panicked"))??;
+        stream.set_nonblocking(true)?;
+        Ok(tokio::net::TcpStream::from_std(stream)?)
+    }
+
     /// Counts what a leak would grow; compare before and after.
     pub fn resources(&self) -> Result<Resources> {
         let dir = self.dir.display().to_string();
