@@ -17,6 +17,24 @@ async fn node() -> Result<Node> {
 
 const POLL: Duration = Duration::from_millis(50);
 
+/// CreateContainer + StartContainer, then waits until it runs.
+async fn start(
+    node: &mut Node,
+    sandbox: &str,
+    config: &PodSandboxConfig,
+    container: ContainerConfig,
+) -> Result<String> {
+    let id = node.run_container(sandbox, config, container).await?;
+    node.wait_state(
+        &id,
+        ContainerState::ContainerRunning,
+        Duration::from_secs(20),
+        POLL,
+    )
+    .await?;
+    Ok(id)
+}
+
 /// The runtime's own state directories under its root.
 fn state_dirs(node: &Node) -> usize {
     ["sandboxes", "containers", "libcontainer"]
@@ -404,22 +422,15 @@ async fn exec_and_port_forward_stream_over_websockets() -> Result<()> {
     let image = node.pull(BUSYBOX).await?;
     let config = node.sandbox_config("streams");
     let sandbox = node.run_sandbox(&config).await?;
-    let web = node
-        .run_container(
-            &sandbox,
-            &config,
-            container_config(
-                "web",
-                &image,
-                &["sh", "-c", "mkdir -p /www && echo hello-forwarded > /www/index.html && exec httpd -f -p 8080 -h /www"],
-            ),
-        )
-        .await?;
-    node.wait_state(
-        &web,
-        ContainerState::ContainerRunning,
-        Duration::from_secs(20),
-        POLL,
+    let web = start(
+        &mut node,
+        &sandbox,
+        &config,
+        container_config(
+            "web",
+            &image,
+            &["sh", "-c", "mkdir -p /www && echo hello-forwarded > /www/index.html && exec httpd -f -p 8080 -h /www"],
+        ),
     )
     .await?;
 
