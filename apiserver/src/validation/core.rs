@@ -254,61 +254,139 @@ pub fn endpoint_slice(obj: &Value, errs: &mut Errors) {
     }
 }
 
-/// core/v1 events: the involved object must be in the event's namespace.
-pub fn core_event(obj: &Value, errs: &mut Errors) {
-    let namespace = obj
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let involved = obj
-        .pointer("/involvedObject/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if !involved.is_empty() && involved != namespace {
+/// The fields of an event under their core/v1 names (events.k8s.io/v1
+/// renames some); upstream validates both APIs on its internal form, and
+/// reports the internal names.
+struct EventFields<'a> {
+    obj: &'a Value,
+    involved: &'a str,
+    reporting_controller: &'a str,
+    message: &'a str,
+}
+
+impl EventFields<'_> {
+    fn get(&self, pointer: &str) -> &str {
+        self.obj
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    fn is_set(&self, key: &str) -> bool {
+        self.obj
+            .get(key)
+            .is_some_and(|v| !v.is_null() && v != "" && v != 0 && v != &serde_json::json!({}))
+    }
+}
+
+const EVENT_FIELD_MAX: usize = 128;
+const NOTE_MAX: usize = 1024;
+
+/// `legacyValidateEvent`: old events (no `eventTime`) only need their
+/// namespace to agree with the involved object's; new ones carry who
+/// reported what.
+fn legacy_event(event: &EventFields, controller_field: &str, errs: &mut Errors) {
+    let namespace = event.get("/metadata/namespace");
+    let involved_namespace = event.get(&format!("{}/namespace", event.involved));
+    let involved_path = Path::new("involvedObject").child("namespace");
+    if !event.is_set("eventTime") {
+        let agrees = if involved_namespace.is_empty() {
+            matches!(namespace, "" | "default")
+        } else {
+            namespace == involved_namespace
+        };
+        if !agrees {
+            errs.invalid_str(
+                &involved_path,
+                involved_namespace,
+                "does not match event.namespace",
+            );
+        }
+        return;
+    }
+    if involved_namespace.is_empty() && !matches!(namespace, "default" | "kube-system") {
         errs.invalid_str(
-            &Path::new("involvedObject").child("namespace"),
-            involved,
+            &involved_path,
+            involved_namespace,
             "does not match event.namespace",
         );
     }
-    event_type(obj, errs);
-}
-
-/// events.k8s.io/v1 events carry what the new event API requires.
-pub fn event(obj: &Value, errs: &mut Errors) {
-    for key in [
-        "eventTime",
-        "reportingController",
-        "reportingInstance",
-        "action",
-        "reason",
-    ] {
-        if obj
-            .get(key)
-            .is_none_or(|v| v.is_null() || v.as_str() == Some(""))
-        {
-            errs.required(&Path::new(key), "");
-        }
-    }
-    let controller = str_at(obj, "reportingController");
-    if !controller.is_empty() {
+    let controller = event.get(&format!("/{}", event.reporting_controller));
+    if controller.is_empty() {
+        errs.required(&Path::new(controller_field), "");
+    } else {
         errs.invalid_each(
-            &Path::new("reportingController"),
+            &Path::new(controller_field),
             controller,
             names::qualified_name(controller),
         );
     }
-    event_type(obj, errs);
+    for (key, max) in [
+        ("reportingInstance", EVENT_FIELD_MAX),
+        ("action", EVENT_FIELD_MAX),
+        ("reason", EVENT_FIELD_MAX),
+    ] {
+        let value = event.get(&format!("/{key}"));
+        if value.is_empty() {
+            errs.required(&Path::new(key), "");
+        } else if value.len() > max {
+            errs.invalid_str(
+                &Path::new(key),
+                "",
+                &format!("can have at most {max} characters"),
+            );
+        }
+    }
+    if event.get(&format!("/{}", event.message)).len() > NOTE_MAX {
+        errs.invalid_str(
+            &Path::new("message"),
+            "",
+            &format!("can have at most {NOTE_MAX} characters"),
+        );
+    }
 }
 
-fn event_type(obj: &Value, errs: &mut Errors) {
+/// core/v1 events.
+pub fn core_event(obj: &Value, errs: &mut Errors) {
+    let fields = EventFields {
+        obj,
+        involved: "/involvedObject",
+        reporting_controller: "reportingComponent",
+        message: "message",
+    };
+    legacy_event(&fields, "reportingComponent", errs);
+}
+
+/// events.k8s.io/v1 events: the legacy rules, and what the new API
+/// requires (an event time, a type, none of the deprecated fields).
+pub fn event(obj: &Value, errs: &mut Errors) {
+    let fields = EventFields {
+        obj,
+        involved: "/regarding",
+        reporting_controller: "reportingController",
+        message: "note",
+    };
+    legacy_event(&fields, "reportingController", errs);
+    if !fields.is_set("eventTime") {
+        errs.required(&Path::new("eventTime"), "");
+    }
     let event_type = str_at(obj, "type");
-    if !matches!(event_type, "" | "Normal" | "Warning") {
-        errs.not_supported(
+    if !matches!(event_type, "Normal" | "Warning") {
+        errs.invalid_str(
             &Path::new("type"),
-            &Value::String(event_type.to_owned()),
-            &["Normal", "Warning"],
+            "",
+            &format!("has invalid value: {event_type}"),
         );
+    }
+    for (key, internal) in [
+        ("deprecatedFirstTimestamp", "firstTimestamp"),
+        ("deprecatedLastTimestamp", "lastTimestamp"),
+        ("deprecatedCount", "count"),
+        ("deprecatedSource", "source"),
+    ] {
+        if fields.is_set(key) {
+            errs.invalid_str(&Path::new(internal), "", "needs to be unset");
+        }
     }
 }
 

@@ -345,10 +345,67 @@ fn config_maps_secrets_and_small_kinds() {
         ),
         ["endpoints[0].addresses[0]: Invalid value: \"fd00::1\": must be a valid IPv4 address"]
     );
-    let event = json!({"metadata": {"name": "e", "namespace": "default"}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": "other"}, "type": "Normal"});
+}
+
+#[test]
+fn events_old_and_new() {
+    let events = res("", "events");
+    let event = |ns: &str, involved: Value| json!({"metadata": {"name": "e", "namespace": ns}, "involvedObject": involved, "type": "Normal", "reason": "R"});
     assert_eq!(
-        errors(res("", "events"), event),
+        errors(
+            events,
+            event(
+                "default",
+                json!({"kind": "Pod", "name": "p", "namespace": "other"})
+            )
+        ),
         ["involvedObject.namespace: Invalid value: \"other\": does not match event.namespace"]
+    );
+    // Cluster-scoped objects' events live in "default".
+    assert!(
+        errors(
+            events,
+            event("default", json!({"kind": "Node", "name": "w1"}))
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        errors(events, event("shop", json!({"kind": "Node", "name": "w1"}))).len(),
+        1
+    );
+    // A new-style event through the core API must say who reported it.
+    let mut new_style = event(
+        "shop",
+        json!({"kind": "Pod", "name": "p", "namespace": "shop"}),
+    );
+    new_style["eventTime"] = json!("2024-05-01T12:00:00.000000Z");
+    assert_eq!(
+        errors(events, new_style),
+        [
+            "reportingComponent: Required value",
+            "reportingInstance: Required value",
+            "action: Required value"
+        ]
+    );
+
+    let v1 = lookup("events.k8s.io", "v1", "events").unwrap();
+    let recorded = json!({
+        "metadata": {"name": "web.1", "namespace": "default"},
+        "regarding": {"kind": "Deployment", "name": "web", "namespace": "default"},
+        "eventTime": "2024-05-01T12:00:00.000000Z", "type": "Normal", "reason": "ScalingReplicaSet",
+        "action": "Scale", "reportingController": "deployment-controller", "reportingInstance": "m-k8s",
+        "note": "Scaled up",
+    });
+    assert!(errors(v1, recorded.clone()).is_empty());
+    let mut old_fields = recorded;
+    old_fields["type"] = json!("Info");
+    old_fields["deprecatedCount"] = json!(3);
+    assert_eq!(
+        errors(v1, old_fields),
+        [
+            "type: Invalid value: \"\": has invalid value: Info",
+            "count: Invalid value: \"\": needs to be unset"
+        ]
     );
 }
 
