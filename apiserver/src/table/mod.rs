@@ -5,6 +5,7 @@
 
 mod age;
 mod cluster;
+mod docs;
 mod format;
 mod network;
 mod pod;
@@ -13,7 +14,6 @@ mod workloads;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::openapi;
 use crate::resources::Resource;
 
 pub use age::human_duration;
@@ -82,10 +82,7 @@ impl Column {
     }
 }
 
-/// The description upstream takes from a field's API documentation.
-fn doc(definition: &str, property: &str) -> &'static str {
-    openapi::property_description(definition, property).unwrap_or("")
-}
+use docs::doc;
 
 fn meta_doc(property: &str) -> &'static str {
     doc("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", property)
