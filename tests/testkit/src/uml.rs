@@ -15,7 +15,7 @@ pub use command::{Output, Spawned};
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +24,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use nix::sched::{CloneFlags, setns};
 
 use crate::netns::{self, NetNs};
 use crate::process::Guard;
@@ -125,6 +126,19 @@ impl Lab {
             .run("curl", &["-sS", "--max-time", "5", url])
             .with_context(|| format!("GET {url} from the client"))?;
         String::from_utf8(out.stdout).context("the answer is not UTF-8")
+    }
+
+    /// A TCP connection from the client's namespace to `addr`, usable from
+    /// any thread (a socket stays in the namespace it was made in).
+    pub fn client_connect(&self, addr: SocketAddr) -> Result<TcpStream> {
+        let netns = File::open(self.net.path()).context("opening the client's namespace")?;
+        std::thread::spawn(move || -> Result<TcpStream> {
+            setns(&netns, CloneFlags::CLONE_NEWNET).context("entering the client's namespace")?;
+            TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .with_context(|| format!("connecting to {addr} from the client"))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the connecting thread panicked"))?
     }
 
     /// `count` GETs of `url` from the client, counted by their trimmed

@@ -3,7 +3,7 @@
 //! servers with weights and connection counts.
 
 mod client;
-mod message;
+pub(crate) mod message;
 mod types;
 
 pub use client::{Error, Info, Ipvs};

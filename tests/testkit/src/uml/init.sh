@@ -44,16 +44,23 @@ modprobe -a overlay dummy veth bridge nf_conntrack nf_nat iptable_filter iptable
 	ip_set_bitmap_port ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_sh \
 	|| echo "paddock-vm: some modules did not load" >&2
 
-# This kernel has no nf_tables for IPv4: iptables means iptables-legacy here.
+# This kernel has no nf_tables for IPv4: iptables means iptables-legacy here,
+# and the hint chain says so to whoever detects the flavour, as the kubelet
+# of a legacy host would.
 for t in iptables ip6tables; do
 	for v in "" -save -restore; do
 		ln -sf "/usr/sbin/$t-legacy$v" "/etc/alternatives/$t$v"
 	done
 done
+iptables-legacy -t mangle -N KUBE-IPTABLES-HINT
 
 ip link set lo up
 ip link set vec0 up || fail "no vec0 network device"
 ip addr add "$paddock_addr" dev vec0 || fail "adding $paddock_addr"
+# As on any Kubernetes node: a default route (the lab's namespace, .1) and
+# forwarding on.
+ip route add default via "${paddock_addr%.*}.1"
+sysctl -qw net.ipv4.ip_forward=1
 
 mkdir -p /run/paddock-vm
 mount -t hostfs hostfs /run/paddock-vm -o "$paddock_chan" || fail "mounting the command channel"
