@@ -12,7 +12,7 @@ use kube::runtime::reflector::{self, Lookup, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
@@ -59,6 +59,9 @@ where
 {
     store: Store<K>,
     changes: broadcast::Sender<Change<K>>,
+    /// Whether the first list is in the cache. (The store's own readiness
+    /// wakes only one of several waiters.)
+    listed: watch::Receiver<bool>,
 }
 
 impl<K: Lookup + Clone + 'static> Clone for Informer<K>
@@ -69,6 +72,7 @@ where
         Informer {
             store: self.store.clone(),
             changes: self.changes.clone(),
+            listed: self.listed.clone(),
         }
     }
 }
@@ -86,9 +90,11 @@ where
     ) -> (Informer<K>, impl Future<Output = ()> + Send + 'static) {
         let (store, mut writer) = reflector::store();
         let (changes, _) = broadcast::channel(CHANGES_BUFFER);
+        let (set_listed, listed) = watch::channel(false);
         let informer = Informer {
             store,
             changes: changes.clone(),
+            listed,
         };
         let kind = <K as Resource>::kind(&()).into_owned();
         let run = async move {
@@ -105,7 +111,10 @@ where
                 let change = match event {
                     watcher::Event::Apply(obj) => Change::Applied(Arc::new(obj)),
                     watcher::Event::Delete(obj) => Change::Deleted(Arc::new(obj)),
-                    watcher::Event::InitDone => Change::Resynced,
+                    watcher::Event::InitDone => {
+                        set_listed.send_replace(true);
+                        Change::Resynced
+                    }
                     watcher::Event::Init | watcher::Event::InitApply(_) => continue,
                 };
                 // No subscribers yet is fine: they read the cache when they start.
@@ -126,7 +135,7 @@ where
 
     /// Waits until the first list is in the cache.
     pub async fn ready(&self) -> anyhow::Result<()> {
-        self.store.wait_until_ready().await?;
+        self.listed.clone().wait_for(|listed| *listed).await?;
         Ok(())
     }
 

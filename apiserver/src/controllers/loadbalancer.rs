@@ -106,9 +106,20 @@ pub async fn run(
     services.ready().await?;
     nodes.ready().await?;
     let svc_store = services.store();
+    let waiting = services.store();
     let uses_node_ips = pool.is_none();
     let triggers = vec![
         reconciler::on_changes(services),
+        // A service that goes (or stops being a LoadBalancer) may free the
+        // address another one is waiting for.
+        reconciler::on_related(services, move |_: &Service| {
+            waiting
+                .state()
+                .iter()
+                .filter(|svc| is_load_balancer(svc) && ingress_ips(svc).is_empty())
+                .map(|svc| ObjectRef::from_obj(&**svc))
+                .collect::<Vec<_>>()
+        }),
         // Without a pool, the addresses are the nodes'.
         reconciler::on_related(nodes, move |_: &Node| {
             if !uses_node_ips {

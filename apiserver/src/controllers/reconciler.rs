@@ -92,8 +92,9 @@ pub fn every<K: Lookup + Send + 'static>(period: Duration) -> BoxStream<'static,
         .boxed()
 }
 
-/// Runs the controller `name` until its triggers end: every triggered object
-/// still in `store` is passed to `reconcile`; errors are logged and retried.
+/// Runs the controller `name` until its triggers end: every object in `store`
+/// once, then every triggered object still in it, is passed to `reconcile`;
+/// errors are logged and retried.
 pub async fn run<K, Ctx, F, Fut>(
     name: &'static str,
     store: Store<K>,
@@ -106,8 +107,12 @@ pub async fn run<K, Ctx, F, Fut>(
     F: FnMut(Arc<K>, Arc<Ctx>) -> Fut,
     Fut: Future<Output = anyhow::Result<Action>> + Send + 'static,
 {
+    tracing::debug!(controller = name, "started");
     let all_of = store.clone();
-    let queue = stream::select_all(triggers)
+    // Everything once at the start: what changed before the triggers were
+    // subscribed is looked at too.
+    let queue = stream::once(async { Trigger::All })
+        .chain(stream::select_all(triggers))
         .flat_map(move |trigger| expand(&all_of, trigger))
         .map(Ok::<_, Infallible>);
     let error_policy = move |obj: Arc<K>, err: &Error, _: Arc<Ctx>| {

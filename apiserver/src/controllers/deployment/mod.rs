@@ -139,7 +139,10 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action> {
 /// to date with our own writes as the steps go.
 struct Sync<'a> {
     ctx: &'a Context,
+    /// The Deployment, its status conditions updated as steps go.
     d: Deployment,
+    /// Its status as the API has it.
+    stored_status: Option<DeploymentStatus>,
     api: Api<ReplicaSet>,
     rss: Vec<ReplicaSet>,
     replicas: i32,
@@ -193,6 +196,7 @@ impl<'a> Sync<'a> {
         Ok(Sync {
             ctx,
             d: d.clone(),
+            stored_status: d.status.clone(),
             api,
             rss,
             replicas,
@@ -655,7 +659,7 @@ impl<'a> Sync<'a> {
         } else if rolling_out && !paused {
             requeue = status::progress(&self.d, new, &mut status, now);
         }
-        if self.d.status.as_ref() != Some(&status) {
+        if self.stored_status.as_ref() != Some(&status) {
             let api: Api<Deployment> = Api::namespaced(
                 self.ctx.client.clone(),
                 &self.d.namespace().unwrap_or_default(),

@@ -18,7 +18,7 @@ pub use filter::{TAINT_NOT_READY, TAINT_UNSCHEDULABLE, tolerates};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
@@ -41,6 +41,8 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 const BINDS_IN_FLIGHT: usize = 32;
 /// Pending pods are looked at again at least this often.
 const RETRY: Duration = Duration::from_secs(5);
+/// The first wait after a failed bind; it doubles up to `RETRY`.
+const BACKOFF: Duration = Duration::from_millis(250);
 
 type PodKey = (String, String);
 
@@ -48,6 +50,8 @@ type PodKey = (String, String);
 struct State {
     /// Pods being bound: key → (uid, node).
     assumed: HashMap<PodKey, (String, String)>,
+    /// Pods whose bind failed: not before this, and the next wait.
+    backoff: HashMap<PodKey, (Instant, Duration)>,
     /// The Unschedulable message last written for a pod.
     unschedulable: HashMap<PodKey, String>,
 }
@@ -140,6 +144,14 @@ impl Scheduler {
         }
         state.assumed.retain(|k, _| live.contains(k));
         state.unschedulable.retain(|k, _| live.contains(k));
+        state.backoff.retain(|k, _| live.contains(k));
+        let now = Instant::now();
+        pending.retain(|pod| {
+            state
+                .backoff
+                .get(&key(pod))
+                .is_none_or(|(until, _)| *until <= now)
+        });
         pending.sort_by_key(|pod| {
             let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
             let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
@@ -178,11 +190,15 @@ impl Scheduler {
                 format!("Successfully assigned {namespace}/{name} to {node}"),
             ),
             Err(e) => {
-                tracing::warn!(pod = %format!("{namespace}/{name}"), node, "binding failed: {e:#}");
+                tracing::warn!(pod = %format!("{namespace}/{name}"), node, "binding failed: {}", brief(&e));
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                state.assumed.remove(&(namespace, name));
-                drop(state);
-                self.wake.notify_one();
+                let key = (namespace, name);
+                state.assumed.remove(&key);
+                let wait = state
+                    .backoff
+                    .get(&key)
+                    .map_or(BACKOFF, |(_, last)| (*last * 2).min(RETRY));
+                state.backoff.insert(key, (Instant::now() + wait, wait));
             }
         }
     }
@@ -195,6 +211,14 @@ impl Scheduler {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             state.unschedulable.remove(&key(&pod));
         }
+    }
+}
+
+/// An API error as its code and message, anything else with its context.
+fn brief(err: &anyhow::Error) -> String {
+    match err.downcast_ref::<kube::Error>() {
+        Some(kube::Error::Api(s)) => format!("{} {}: {}", s.code, s.reason, s.message),
+        _ => format!("{err:#}"),
     }
 }
 
