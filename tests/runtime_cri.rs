@@ -663,3 +663,277 @@ async fn unknown_ids_are_not_found_and_bad_requests_invalid() -> Result<()> {
     node.remove_sandbox(&sandbox).await?;
     Ok(())
 }
+
+/// ExecSync's stdout, failing on a non-zero exit.
+async fn exec_out(node: &mut Node, container: &str, cmd: &[&str]) -> Result<String> {
+    let reply = node
+        .cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: container.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: 10,
+        })
+        .await?
+        .into_inner();
+    anyhow::ensure!(
+        reply.exit_code == 0,
+        "{cmd:?} exited {}: {}",
+        reply.exit_code,
+        String::from_utf8_lossy(&reply.stderr)
+    );
+    Ok(String::from_utf8(reply.stdout)?)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_plumbing_stats_resources_log_reopen_and_image_removal() -> Result<()> {
+    let mut node = node().await?;
+    let image = node.pull(BUSYBOX).await?;
+    let mut config = node.sandbox_config("plumbing");
+    config.dns_config = Some(DnsConfig {
+        servers: vec!["10.96.0.10".into()],
+        searches: vec!["default.svc.cluster.local".into()],
+        options: vec!["ndots:5".into()],
+    });
+    config.port_mappings = vec![PortMapping {
+        protocol: Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port: 18080,
+        host_ip: String::new(),
+    }];
+    let sandbox = node.run_sandbox(&config).await?;
+    let script = "mkdir -p /www && echo via-hostport > /www/index.html && httpd -p 8080 -h /www; \
+                  while true; do echo tick; sleep 0.1; done";
+    let id = start(
+        &mut node,
+        &sandbox,
+        &config,
+        container_config("ticker", &image, &["sh", "-c", script]),
+    )
+    .await?;
+
+    // the pod's hostname, resolv.conf and host port
+    assert_eq!(exec_out(&mut node, &id, &["hostname"]).await?, "plumbing\n");
+    let resolv = exec_out(&mut node, &id, &["cat", "/etc/resolv.conf"]).await?;
+    assert_eq!(
+        resolv,
+        "search default.svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+    );
+    let ns = &node.ns;
+    let page = paddock_testkit::wait::until(
+        "the host port",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            Ok(ns
+                .run(
+                    "curl",
+                    &["-sf", "--max-time", "2", "http://10.88.0.1:18080/"],
+                )
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned()))
+        },
+    )?;
+    assert_eq!(page, "via-hostport\n");
+
+    // stats
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = node
+        .cri
+        .runtime
+        .container_stats(ContainerStatsRequest {
+            container_id: id.clone(),
+        })
+        .await?
+        .into_inner()
+        .stats
+        .context("stats")?;
+    let cpu = stats
+        .cpu
+        .and_then(|c| c.usage_core_nano_seconds)
+        .map(|v| v.value);
+    let memory = stats
+        .memory
+        .and_then(|m| m.working_set_bytes)
+        .map(|v| v.value);
+    assert!(
+        cpu > Some(0) && memory > Some(0),
+        "cpu {cpu:?} memory {memory:?}"
+    );
+    let pod = node
+        .cri
+        .runtime
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await?
+        .into_inner()
+        .stats
+        .and_then(|s| s.linux)
+        .context("pod stats")?;
+    assert_eq!(pod.containers.len(), 1);
+
+    // a new memory limit lands in the container's cgroup
+    node.cri
+        .runtime
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: 100 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    let cgroup = format!("{}/pod-plumbing/{id}", node.cgroup_root());
+    let v1 = format!("/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes");
+    let v2 = format!("/sys/fs/cgroup{cgroup}/memory.max");
+    let limit = std::fs::read_to_string(&v1).or_else(|_| std::fs::read_to_string(&v2))?;
+    assert_eq!(limit.trim(), (100u64 << 20).to_string());
+    let status = node.status(&id).await?;
+    let reported = status
+        .resources
+        .and_then(|r| r.linux)
+        .map(|l| l.memory_limit_in_bytes);
+    assert_eq!(reported, Some(100 << 20));
+
+    // log rotation: the runtime writes to a new file after ReopenContainerLog
+    let log = Path::new(&config.log_directory).join("ticker/0.log");
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated)?;
+    node.cri
+        .runtime
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await?;
+    paddock_testkit::wait::until(
+        "ticks in the reopened log",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            Ok(std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(" stdout F tick")
+                .then_some(()))
+        },
+    )?;
+
+    // image usage, and removal once no container needs it
+    let fs = node
+        .cri
+        .images
+        .image_fs_info(ImageFsInfoRequest {})
+        .await?
+        .into_inner();
+    let used = fs
+        .image_filesystems
+        .first()
+        .and_then(|f| f.used_bytes)
+        .map(|v| v.value);
+    assert!(used > Some(1 << 20), "{used:?}");
+    node.remove_sandbox(&sandbox).await?;
+    node.cri
+        .images
+        .remove_image(RemoveImageRequest {
+            image: Some(ImageSpec {
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }),
+        })
+        .await?;
+    let images = node
+        .cri
+        .images
+        .list_images(ListImagesRequest { filter: None })
+        .await?
+        .into_inner()
+        .images;
+    assert!(images.is_empty(), "{images:?}");
+    let layers = std::fs::read_dir(node.dir().join("root/images/layers"))?.count();
+    assert_eq!(layers, 0);
+    Ok(())
+}
+
+fn pull_request(image: &str, auth: Option<AuthConfig>) -> PullImageRequest {
+    PullImageRequest {
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        auth,
+        sandbox_config: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_pulls_fetch_once_and_registries_yaml_or_cri_credentials_authenticate()
+-> Result<()> {
+    let mut node = node().await?;
+    let pulls = (0..4).map(|_| {
+        let mut images = node.cri.images.clone();
+        async move {
+            images
+                .pull_image(pull_request("nginx", None))
+                .await
+                .map(|r| r.into_inner().image_ref)
+        }
+    });
+    let refs = futures::future::try_join_all(pulls).await?;
+    assert!(refs.windows(2).all(|w| w[0] == w[1]), "{refs:?}");
+    let blob_gets = node
+        .registry()
+        .log()
+        .lines()
+        .filter(|l| l.contains("GET /v2/library/nginx/blobs/sha256:"))
+        .count();
+    assert_eq!(
+        blob_gets,
+        2,
+        "one config and one layer fetch:\n{}",
+        node.registry().log()
+    );
+
+    // A registry that wants basic auth, mirroring quay.io and reached
+    // directly over plain HTTP too.
+    let secured = paddock_testkit::registry::Registry::start_with_basic_auth(
+        &node.ns,
+        "127.0.0.1:5001",
+        "paddock",
+        "s3cret",
+    )?;
+    let mirrors = "mirrors:\n  quay.io:\n    endpoint: [\"http://127.0.0.1:5001\"]\n  \"127.0.0.1:5001\":\n    endpoint: [\"http://127.0.0.1:5001\"]\n";
+    std::fs::write(
+        node.registries_yaml(),
+        format!(
+            "{mirrors}configs:\n  \"127.0.0.1:5001\":\n    auth:\n      username: paddock\n      password: s3cret\n"
+        ),
+    )?;
+    node.kill_runtime()?;
+    node.start_runtime().await?;
+    node.pull("quay.io/library/busybox:latest").await?;
+
+    std::fs::write(node.registries_yaml(), mirrors)?;
+    node.kill_runtime()?;
+    node.start_runtime().await?;
+    let refused = node
+        .cri
+        .images
+        .pull_image(pull_request("quay.io/library/busybox:zstd", None))
+        .await;
+    assert!(refused.is_err(), "pulled without credentials");
+    let with_cri_auth = AuthConfig {
+        username: "paddock".into(),
+        password: "s3cret".into(),
+        ..Default::default()
+    };
+    node.cri
+        .images
+        .pull_image(pull_request(
+            "127.0.0.1:5001/library/busybox:zstd",
+            Some(with_cri_auth),
+        ))
+        .await?;
+    assert!(secured.log().contains("paddock"), "{}", secured.log());
+    Ok(())
+}

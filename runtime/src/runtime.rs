@@ -773,9 +773,10 @@ impl Runtime {
                 .map_err(|e| anyhow!("applying resources: {e}"))
         })
         .await?;
-        if let Some(linux) = c.config.linux.as_mut() {
-            linux.resources = Some(resources);
-        }
+        c.config
+            .linux
+            .get_or_insert_with(Default::default)
+            .resources = Some(resources);
         self.save_container(&c)
     }
 

@@ -67,11 +67,13 @@ impl Puller {
             if endpoint.mirror {
                 target.set_mirror_registry(endpoint.host.clone());
             }
-            let auth = match (&endpoint.mirror, auth) {
+            // The request's credentials are for the registry itself;
+            // registries.yaml's for whatever endpoint it configures.
+            let auth = match (endpoint.mirror, auth) {
                 (false, RegistryAuth::Basic(..) | RegistryAuth::Bearer(_)) => auth.clone(),
                 _ => self.registries.auth(&endpoint.host)?,
             };
-            let client = self.client(&endpoint)?;
+            let client = self.client(&endpoint, &auth)?;
             match client
                 .pull_manifest_and_config_and_list_digest(&target, &auth)
                 .await
@@ -100,9 +102,12 @@ impl Puller {
         ))
     }
 
-    fn client(&self, endpoint: &Endpoint) -> Result<Arc<Client>> {
+    /// A client per endpoint and credentials: oci-client keeps the first
+    /// credentials (and tokens) it sees for a registry.
+    fn client(&self, endpoint: &Endpoint, auth: &RegistryAuth) -> Result<Arc<Client>> {
+        let key = format!("{}\0{}", endpoint.host, credentials_key(auth));
         let mut clients = self.clients.lock().expect("registry clients lock poisoned");
-        if let Some(client) = clients.get(&endpoint.host) {
+        if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
         let mut extra_root_certificates = Vec::new();
@@ -122,7 +127,18 @@ impl Puller {
             extra_root_certificates,
             ..ClientConfig::default()
         }));
-        clients.insert(endpoint.host.clone(), client.clone());
+        clients.insert(key, client.clone());
         Ok(client)
     }
+}
+
+/// Names credentials without keeping them in clear.
+fn credentials_key(auth: &RegistryAuth) -> String {
+    use sha2::{Digest, Sha256};
+    let secret = match auth {
+        RegistryAuth::Anonymous => return "anonymous".to_string(),
+        RegistryAuth::Basic(user, password) => format!("basic\0{user}\0{password}"),
+        RegistryAuth::Bearer(token) => format!("bearer\0{token}"),
+    };
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }

@@ -64,7 +64,8 @@ pub struct Endpoint {
     pub plain_http: bool,
     pub insecure_skip_verify: bool,
     pub ca_file: Option<PathBuf>,
-    /// Whether this is a mirror rather than the registry itself.
+    /// Whether this is a mirror rather than the registry itself (a
+    /// registry may list itself to be reached over plain HTTP).
     pub mirror: bool,
 }
 
@@ -107,7 +108,10 @@ impl Registries {
         let mut endpoints: Vec<Endpoint> = mirrors
             .iter()
             .filter_map(|url| parse_endpoint(url).ok())
-            .map(|(host, plain_http)| self.endpoint(host, plain_http, true))
+            .map(|(host, plain_http)| {
+                let mirror = host != registry;
+                self.endpoint(host, plain_http, mirror)
+            })
             .collect();
         if !endpoints.iter().any(|e| e.host == registry) {
             endpoints.push(self.endpoint(registry.to_string(), false, false));
@@ -231,6 +235,17 @@ configs:
         );
         let others: Vec<String> = r.endpoints("quay.io").into_iter().map(|e| e.host).collect();
         assert_eq!(others, ["fallback.example", "quay.io"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_registry_listing_itself_is_reached_directly() -> Result<()> {
+        let r = Registries::parse(
+            "mirrors:\n  \"10.0.0.1:5000\":\n    endpoint: [\"http://10.0.0.1:5000\"]\n",
+        )?;
+        let endpoints = r.endpoints("10.0.0.1:5000");
+        assert_eq!(endpoints.len(), 1);
+        assert!(endpoints[0].plain_http && !endpoints[0].mirror);
         Ok(())
     }
 

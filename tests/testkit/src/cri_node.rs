@@ -67,7 +67,7 @@ pub struct Resources {
 
 pub struct Node {
     pub ns: NetNs,
-    _registry: Registry,
+    registry: Registry,
     dir: PathBuf,
     cgroup_root: String,
     engine: Engine,
@@ -94,7 +94,7 @@ impl Node {
             .with_context(|| format!("runtime log:\n{}", read(&dir.join("runtime.log"))))?;
         Ok(Node {
             ns,
-            _registry: registry,
+            registry,
             dir,
             cgroup_root,
             engine,
@@ -106,6 +106,16 @@ impl Node {
     /// The node's scratch directory (state, socket, logs, IPAM).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The node's registry, serving the test images on 127.0.0.1:5000.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The runtime's registries.yaml (read when the runtime starts).
+    pub fn registries_yaml(&self) -> PathBuf {
+        self.dir.join("registries.yaml")
     }
 
     /// The cgroup under which the node's pods get theirs.

@@ -21,7 +21,7 @@ use crate::netns::{NetNs, run};
 use crate::process::Guard;
 use crate::{images, unique_name, wait};
 
-/// A running `docker-registry` (plain HTTP, no auth).
+/// A running `docker-registry` (plain HTTP; no auth, or basic auth).
 pub struct Registry {
     process: Option<Guard>,
     dir: PathBuf,
@@ -36,6 +36,21 @@ impl Registry {
 
     /// Serves the test images on `addr` (`IP:PORT`, an address of `ns`).
     pub fn start_at(ns: &NetNs, addr: &str) -> Result<Registry> {
+        Registry::start_with(ns, addr, None)
+    }
+
+    /// Serves the test images on `addr`, to clients that send HTTP basic
+    /// auth as `user` with `password` only.
+    pub fn start_with_basic_auth(
+        ns: &NetNs,
+        addr: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<Registry> {
+        Registry::start_with(ns, addr, Some((user, password)))
+    }
+
+    fn start_with(ns: &NetNs, addr: &str, basic_auth: Option<(&str, &str)>) -> Result<Registry> {
         let dir = std::env::temp_dir().join(unique_name("paddock-registry-"));
         let storage = dir.join("storage");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -48,13 +63,26 @@ impl Registry {
             .arg("-a")
             .arg(images::registry_storage()?)
             .arg(&storage))?;
+        let auth = match basic_auth {
+            Some((user, password)) => {
+                let hash = bcrypt::hash_with_result(password, 4)?
+                    .format_for_version(bcrypt::Version::TwoY);
+                let htpasswd = registry.dir.join("htpasswd");
+                std::fs::write(&htpasswd, format!("{user}:{hash}\n"))?;
+                format!(
+                    "auth: {{ htpasswd: {{ realm: paddock-test, path: {} }} }}\n",
+                    htpasswd.display()
+                )
+            }
+            None => String::new(),
+        };
         let config = registry.dir.join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog: {{ level: warn }}\n\
+                "version: 0.1\nlog: {{ level: info }}\n\
                  storage: {{ filesystem: {{ rootdirectory: {} }}, delete: {{ enabled: true }} }}\n\
-                 http: {{ addr: \"{addr}\" }}\n",
+                 http: {{ addr: \"{addr}\" }}\n{auth}",
                 storage.display()
             ),
         )?;
@@ -76,10 +104,15 @@ impl Registry {
                 {
                     anyhow::bail!("docker-registry exited: {}", registry.log());
                 }
-                Ok(ns
-                    .run("curl", &["-sf", "-o", "/dev/null", &url])
-                    .is_ok()
-                    .then_some(()))
+                // 200, or 401 when it wants credentials: it serves.
+                let out = ns.run(
+                    "curl",
+                    &["-s", "-o", "/dev/null", "-w", "%{http_code}", &url],
+                );
+                Ok(out
+                    .ok()
+                    .filter(|o| matches!(&o.stdout[..], b"200" | b"401"))
+                    .map(|_| ()))
             },
         )?;
         Ok(registry)
@@ -95,7 +128,7 @@ impl Registry {
         self.dir.join("storage")
     }
 
-    /// What the registry logged so far.
+    /// What the registry logged so far (info level: a line per request).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
     }
@@ -128,6 +161,23 @@ mod tests {
         let storage = registry.storage();
         drop(registry);
         assert!(!storage.exists(), "the registry's copy is removed on drop");
+        Ok(())
+    }
+
+    #[test]
+    fn a_basic_auth_registry_wants_its_credentials() -> Result<()> {
+        let ns = NetNs::create(&unique_name("pdkrg"))?;
+        let registry = Registry::start_with_basic_auth(&ns, "127.0.0.1:5001", "paddock", "s3cret")?;
+        let code = |auth: &[&str]| -> Result<String> {
+            let url = format!("http://{}/v2/", registry.addr());
+            let mut args = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}"];
+            args.extend_from_slice(auth);
+            args.push(&url);
+            Ok(String::from_utf8(ns.run("curl", &args)?.stdout)?)
+        };
+        assert_eq!(code(&[])?, "401");
+        assert_eq!(code(&["-u", "paddock:wrong"])?, "401");
+        assert_eq!(code(&["-u", "paddock:s3cret"])?, "200");
         Ok(())
     }
 }
