@@ -6,8 +6,15 @@
 //! changed; [`ipvs`] programs IPVS virtual servers over netlink.
 
 pub mod backend;
+pub mod conntrack;
+pub mod healthz;
 pub mod iptables;
 pub mod ipvs;
+pub mod metrics;
 pub mod model;
+mod runner;
+pub mod service_health;
+pub mod source;
 
 pub use backend::{Backend, SyncReport};
+pub use runner::{Config, Mode, backend, run};

@@ -1,5 +1,6 @@
 //! `paddock bench`: side-by-side benchmarks, written as Markdown tables.
 
+mod proxy;
 mod runtime;
 
 use anyhow::Result;
@@ -15,6 +16,9 @@ enum What {
     /// Pod start through CRI against containerd 1.6 + runc, and the
     /// /bin/true container lifecycle against runc and crun (hyperfine).
     Runtime(runtime::Args),
+    /// iptables full syncs against a bare iptables-restore of the same
+    /// rules, one-service changes at 10k services, and memory.
+    Proxy(proxy::Args),
     /// Run one OCI bundle to completion with libcontainer, as `runc run`
     /// does (what the lifecycle benchmark times).
     #[command(hide = true)]
@@ -26,6 +30,7 @@ enum What {
 pub fn run(args: Args) -> Result<()> {
     match args.what {
         What::RunBundle(args) => std::process::exit(runtime::run_bundle(args)?),
+        What::Proxy(args) => proxy::run(args),
         What::Runtime(args) => tokio::runtime::Runtime::new()?.block_on(runtime::run(args)),
     }
 }

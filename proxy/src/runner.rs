@@ -1,0 +1,261 @@
+//! The proxy as a long-running service: watches, the sync loop, metrics,
+//! health. `paddock proxy`, `paddock server` and `paddock agent` all run
+//! this.
+//!
+//! Changes wake the sync loop, which waits until `min_sync_period` has
+//! passed since the previous sync (so a burst of changes makes one sync),
+//! then applies everything changed so far. Every `sync_period` it also
+//! syncs unasked and checks that nobody flushed its rules.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use tokio::sync::Notify;
+use tokio::time::sleep_until;
+
+use crate::backend::Backend;
+use crate::conntrack;
+use crate::healthz::{ProxyHealth, serve_healthz, serve_metrics};
+use crate::iptables::{self, Flavor, Iptables, RenderConfig};
+use crate::metrics::Metrics;
+use crate::model::Model;
+use crate::service_health::ServiceHealthServers;
+use crate::source::watch::follow;
+use crate::source::{IpFamily, Tracker};
+
+/// `--proxy-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Iptables,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Mode> {
+        match s {
+            "iptables" | "" => Ok(Mode::Iptables),
+            other => bail!("unknown proxy mode {other:?} (expected iptables)"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub mode: Mode,
+    /// This node's name: endpoints on it are local.
+    pub node_name: String,
+    /// This node's IP; its family is the family of the services proxied.
+    pub node_ip: IpAddr,
+    /// The pods' CIDR: traffic from it is the cluster's own.
+    pub cluster_cidr: Option<IpNet>,
+    pub masquerade_all: bool,
+    /// At least this long between two syncs.
+    pub min_sync_period: Duration,
+    /// A sync at least this often, changes or not.
+    pub sync_period: Duration,
+    /// Where `/healthz` is served (none: not served).
+    pub healthz_bind_address: Option<SocketAddr>,
+    /// Where `/metrics` is served (none: not served).
+    pub metrics_bind_address: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Upstream's defaults for everything but the node.
+    pub fn new(node_name: &str, node_ip: IpAddr) -> Config {
+        Config {
+            mode: Mode::Iptables,
+            node_name: node_name.to_string(),
+            node_ip,
+            cluster_cidr: None,
+            masquerade_all: false,
+            min_sync_period: Duration::from_secs(1),
+            sync_period: Duration::from_secs(30),
+            healthz_bind_address: Some(SocketAddr::from(([0, 0, 0, 0], 10256))),
+            metrics_bind_address: Some(SocketAddr::from(([127, 0, 0, 1], 10249))),
+        }
+    }
+}
+
+/// Makes the backend for `config.mode`.
+pub fn backend(config: &Config) -> Result<Box<dyn Backend>> {
+    match config.mode {
+        Mode::Iptables => {
+            let flavor = Flavor::detect()?;
+            tracing::info!(%flavor, "using iptables");
+            let mut render = RenderConfig::new(config.node_ip);
+            render.cluster_cidr = config.cluster_cidr;
+            render.masquerade_all = config.masquerade_all;
+            render.drop_invalid = !tcp_be_liberal();
+            Ok(Box::new(iptables::Proxier::new(
+                Iptables::new(flavor),
+                render,
+            )))
+        }
+    }
+}
+
+/// Whether the host accepts out-of-window TCP packets, in which case
+/// INVALID ones are not dropped (as upstream).
+fn tcp_be_liberal() -> bool {
+    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal")
+        .is_ok_and(|v| v.trim() != "0")
+}
+
+/// Runs the proxy until `shutdown` completes. The rules stay in place when
+/// it returns, so that traffic flows while the proxy restarts.
+pub async fn run(
+    config: Config,
+    client: kube::Client,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let family = IpFamily::of(&config.node_ip);
+    let backend = backend(&config)?;
+    let tracker = Arc::new(Mutex::new(Tracker::new(&config.node_name, family)));
+    let changed = Arc::new(Notify::new());
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(ProxyHealth::new(2 * config.sync_period));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(follow::<Service>(
+        client.clone(),
+        tracker.clone(),
+        changed.clone(),
+    ));
+    tasks.spawn(follow::<EndpointSlice>(
+        client,
+        tracker.clone(),
+        changed.clone(),
+    ));
+    let mut servers = tokio::task::JoinSet::new();
+    if let Some(addr) = config.healthz_bind_address {
+        servers.spawn(serve_healthz(addr, health.clone()));
+    }
+    if let Some(addr) = config.metrics_bind_address {
+        servers.spawn(serve_metrics(addr, metrics.clone()));
+    }
+
+    let sync_loop = SyncLoop {
+        config,
+        backend: Arc::new(Mutex::new(backend)),
+        tracker,
+        changed,
+        metrics,
+        health,
+        health_servers: ServiceHealthServers::new(),
+        synced: Model::new(),
+    };
+    let mut shutdown = pin!(shutdown);
+    tokio::select! {
+        () = &mut shutdown => Ok(()),
+        result = sync_loop.run() => result,
+        Some(result) = servers.join_next() => match result {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => bail!("a server stopped"),
+            Err(e) => Err(e).context("a server panicked"),
+        },
+    }
+}
+
+struct SyncLoop {
+    config: Config,
+    backend: Arc<Mutex<Box<dyn Backend>>>,
+    tracker: Arc<Mutex<Tracker>>,
+    changed: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    health: Arc<ProxyHealth>,
+    health_servers: ServiceHealthServers,
+    /// The model the rules were last synced to.
+    synced: Model,
+}
+
+impl SyncLoop {
+    async fn run(mut self) -> Result<()> {
+        let mut last_sync: Option<Instant> = None;
+        let mut next_periodic = Instant::now() + self.config.sync_period;
+        loop {
+            let periodic = tokio::select! {
+                () = self.changed.notified() => false,
+                () = sleep_until(next_periodic.into()) => true,
+            };
+            if !periodic {
+                self.metrics.queued();
+                self.health.queued();
+            }
+            if let Some(last) = last_sync {
+                sleep_until((last + self.config.min_sync_period).into()).await;
+            }
+            let ready = self.lock_tracker().is_ready();
+            if !ready {
+                next_periodic = Instant::now() + self.config.sync_period;
+                continue;
+            }
+            let started = Instant::now();
+            last_sync = Some(started);
+            next_periodic = started + self.config.sync_period;
+            if let Err(e) = self.sync(periodic).await {
+                tracing::error!("sync failed: {e:#}");
+                self.metrics.sync_failed();
+                // Try again soon rather than a whole sync period later.
+                next_periodic =
+                    Instant::now() + self.config.min_sync_period.max(Duration::from_secs(1));
+            }
+        }
+    }
+
+    fn lock_tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn sync(&mut self, periodic: bool) -> Result<()> {
+        let (model, changes) = {
+            let mut tracker = self.lock_tracker();
+            let model = tracker.model().clone();
+            (model, tracker.take_change_times())
+        };
+        let started = Instant::now();
+        let backend = self.backend.clone();
+        let shared = Arc::new(model);
+        let for_backend = shared.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            let mut backend = backend.lock().unwrap_or_else(PoisonError::into_inner);
+            if periodic {
+                backend.check()?;
+            }
+            backend.sync(&for_backend)
+        })
+        .await
+        .context("the sync thread panicked")??;
+        let elapsed = started.elapsed();
+        self.metrics.synced(&report, elapsed, &changes);
+        self.health.updated();
+        if report.operations > 0 {
+            tracing::info!(
+                full = report.full,
+                services = report.services_changed,
+                operations = report.operations,
+                ?elapsed,
+                "synced"
+            );
+        }
+        let model = Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone());
+        self.health_servers.sync(&model);
+        let stale = conntrack::stale_flows(&self.synced, &model);
+        if !stale.is_empty() {
+            let deleted = tokio::task::spawn_blocking(move || conntrack::delete(&stale)).await;
+            match deleted {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("deleting stale conntrack entries: {e:#}"),
+                Err(e) => tracing::warn!("deleting stale conntrack entries: {e}"),
+            }
+        }
+        self.synced = model;
+        Ok(())
+    }
+}
