@@ -712,7 +712,24 @@ async fn pod_plumbing_stats_resources_log_reopen_and_image_removal() -> Result<(
     )
     .await?;
 
-    // the pod's hostname, resolv.conf and host port
+    // containers and exec'd commands start with SIGPIPE at its default (a
+    // Rust parent ignores it), and the pod's hostname, resolv.conf and host port
+    let sigpipe_ignored = |status: &str| {
+        let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"));
+        mask.and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .map(|m| m & (1 << 12) != 0)
+    };
+    let exec_status = exec_out(&mut node, &id, &["cat", "/proc/self/status"]).await?;
+    assert_eq!(sigpipe_ignored(&exec_status), Some(false), "{exec_status}");
+    let sleeper = start(
+        &mut node,
+        &sandbox,
+        &config,
+        container_config("sleeper", &image, &["sleep", "3600"]),
+    )
+    .await?;
+    let init_status = exec_out(&mut node, &sleeper, &["cat", "/proc/1/status"]).await?;
+    assert_eq!(sigpipe_ignored(&init_status), Some(false), "{init_status}");
     assert_eq!(exec_out(&mut node, &id, &["hostname"]).await?, "plumbing\n");
     let resolv = exec_out(&mut node, &id, &["cat", "/etc/resolv.conf"]).await?;
     assert_eq!(
@@ -771,7 +788,7 @@ async fn pod_plumbing_stats_resources_log_reopen_and_image_removal() -> Result<(
         .stats
         .and_then(|s| s.linux)
         .context("pod stats")?;
-    assert_eq!(pod.containers.len(), 1);
+    assert_eq!(pod.containers.len(), 2);
 
     // a new memory limit lands in the container's cgroup
     node.cri

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::helper;
-use crate::process::{pidfd_open, poll_readable};
+use crate::process::{pidfd_open, poll_readable, with_default_sigpipe};
 
 /// Output kept per stream, as the kubelet caps it.
 const MAX_OUTPUT: usize = 16 * 1024 * 1024;
@@ -123,12 +123,12 @@ pub fn run(request: Request) -> i32 {
 }
 
 fn run_command(request: &Request) -> anyhow::Result<Status> {
-    let pid = ContainerBuilder::new(request.id.clone(), SyscallType::default())
+    let builder = ContainerBuilder::new(request.id.clone(), SyscallType::default())
         .with_root_path(&request.state_root)?
         .as_tenant()
         .with_container_args(request.args.clone())
-        .with_detach(false)
-        .build()
+        .with_detach(false);
+    let pid = with_default_sigpipe(|| builder.build())
         .context("starting the command in the container")?;
     let pidfd = pidfd_open(pid.as_raw(), 0)?.context("the command is gone")?;
     let deadline = (request.timeout_ms > 0)

@@ -22,7 +22,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::logs::{LineWriter, Stream};
-use crate::process::{pidfd_open, poll_readable};
+use crate::process::{pidfd_open, poll_readable, with_default_sigpipe};
 use crate::{cgroups, state};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -99,16 +99,15 @@ fn create(request: &Request) -> Result<(Pid, OwnedFd, OwnedFd)> {
     let (stdout_r, stdout_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (stderr_r, stderr_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let stdin = File::open("/dev/null")?;
-    let container = ContainerBuilder::new(request.id.clone(), SyscallType::default())
+    let builder = ContainerBuilder::new(request.id.clone(), SyscallType::default())
         .with_root_path(&request.state_root)?
         .with_stdin(OwnedFd::from(stdin))
         .with_stdout(stdout_w)
         .with_stderr(stderr_w)
         .as_init(&request.bundle)
         .with_systemd(false)
-        .with_detach(true)
-        .build()
-        .context("creating the container")?;
+        .with_detach(true);
+    let container = with_default_sigpipe(|| builder.build()).context("creating the container")?;
     let pid = container.pid().context("the container has no init pid")?;
     Ok((pid, stdout_r, stderr_r))
 }
@@ -118,13 +117,13 @@ fn create(request: &Request) -> Result<(Pid, OwnedFd, OwnedFd)> {
 /// code. For benchmarks of the container lifecycle; single-threaded callers
 /// only.
 pub fn run_to_completion(state_root: &Path, bundle: &Path, id: &str) -> Result<i32> {
-    let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
+    let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(state_root)?
         .as_init(bundle)
         .with_systemd(false)
-        .with_detach(false)
-        .build()
-        .context("creating the container")?;
+        .with_detach(false);
+    let mut container =
+        with_default_sigpipe(|| builder.build()).context("creating the container")?;
     container.start().context("starting the container")?;
     let pid = container.pid().context("the container has no init pid")?;
     let code = loop {

@@ -109,6 +109,21 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> std::io::Result
     Ok(polled.iter().map(|p| p.revents != 0).collect())
 }
 
+/// Runs `f` with SIGPIPE at its default disposition, so processes it
+/// forks and execs (containers) do not inherit the ignored SIGPIPE that
+/// Rust programs run with.
+pub fn with_default_sigpipe<T>(f: impl FnOnce() -> T) -> T {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: only dispositions change; no handler code runs.
+    let previous = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let result = f();
+    if let Ok(previous) = previous {
+        // SAFETY: as above, restoring what was there.
+        let _ = unsafe { signal(Signal::SIGPIPE, previous) };
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
