@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use k8s_cri::v1::*;
 use paddock_testkit::cri::Cri;
 use paddock_testkit::cri_node::{Engine, Node, Resources};
-use paddock_testkit::images::{BUSYBOX, BUSYBOX_ZSTD, NGINX, PAUSE};
+use paddock_testkit::images::{BUSYBOX, BUSYBOX_MULTI, BUSYBOX_ZSTD, NGINX, PAUSE};
 
 async fn node() -> Result<Node> {
     Node::start(Engine::Paddock(env!("CARGO_BIN_EXE_paddock").into())).await
@@ -909,6 +909,35 @@ async fn concurrent_pulls_fetch_once_and_registries_yaml_or_cri_credentials_auth
         2,
         "one config and one layer fetch:\n{}",
         node.registry().log()
+    );
+
+    // An image index resolves to this platform's image (busybox, not the
+    // arm64 entry's pause), recorded under the index's digest.
+    let plain = node.pull(BUSYBOX).await?;
+    let multi = node.pull(BUSYBOX_MULTI).await?;
+    assert_eq!(plain, multi);
+    let status = node
+        .cri
+        .images
+        .image_status(ImageStatusRequest {
+            image: Some(ImageSpec {
+                image: BUSYBOX_MULTI.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .image
+        .context("busybox:multi is listed")?;
+    assert!(
+        status.repo_tags.contains(&BUSYBOX_MULTI.to_string()),
+        "{status:?}"
+    );
+    assert_eq!(
+        status.repo_digests.len(),
+        2,
+        "the image's and the index's: {status:?}"
     );
 
     // A registry that wants basic auth, mirroring quay.io and reached

@@ -10,6 +10,8 @@
 #     library/nginx:latest        docker.io/library/nginx:latest through a mirror
 #     library/busybox:latest      docker.io/library/busybox:latest (gzip layers)
 #     library/busybox:zstd        the same with zstd layers
+#     library/busybox:multi       an OCI image index: linux/amd64 is busybox,
+#                                 linux/arm64 the pause image (must be passed over)
 #     pause:3.6                   registry.k8s.io/pause:3.6 through a mirror
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -86,6 +88,21 @@ chown 33:33 "$rootfs/var/lib/nginx" "$rootfs/var/cache/nginx"
 package nginx latest "$rootfs" --config.entrypoint /usr/sbin/nginx --config.exposedports 80/tcp \
   --config.stopsignal SIGQUIT --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
+### busybox:multi: an image index over busybox (amd64) and pause (arm64).
+multi=$work/busybox-multi
+cp -a "$out/oci/busybox" "$multi"
+cp -n "$out/oci/pause/blobs/sha256/"* "$multi/blobs/sha256/"
+entry() { # layout platform-architecture
+  jq -c --arg arch "$2" '.manifests[0] | del(.annotations) + {platform: {architecture: $arch, os: "linux"}}' "$1/index.json"
+}
+index=$(jq -cn --argjson arm "$(entry "$out/oci/pause" arm64)" --argjson amd "$(entry "$out/oci/busybox" amd64)" \
+  '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [$arm, $amd]}')
+digest=$(printf '%s' "$index" | sha256sum | cut -d' ' -f1)
+printf '%s' "$index" > "$multi/blobs/sha256/$digest"
+jq -cn --arg d "sha256:$digest" --argjson size "${#index}" \
+  '{schemaVersion: 2, manifests: [{mediaType: "application/vnd.oci.image.index.v1+json", digest: $d, size: $size,
+    annotations: {"org.opencontainers.image.ref.name": "multi"}}]}' > "$multi/index.json"
+
 ### registry storage: push through a docker-registry on the loopback of a
 ### private network namespace, so nothing listens in the host's.
 cat > "$work/registry.yml" <<CONF
@@ -106,6 +123,7 @@ unshare --net bash -euo pipefail -c '
   copy --dest-compress --dest-compress-format zstd oci:"$2"/busybox:latest oci:"$1"/busybox-zstd:zstd
   copy --preserve-digests oci:"$1"/busybox-zstd:zstd docker://127.0.0.1:5000/library/busybox:zstd
   copy oci:"$2"/pause:3.6 docker://127.0.0.1:5000/pause:3.6
+  copy --all oci:"$1"/busybox-multi:multi docker://127.0.0.1:5000/library/busybox:multi
 ' registry "$work" "$out/oci"
 
 rm -rf "$work"

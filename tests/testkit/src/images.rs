@@ -23,6 +23,9 @@ pub const NGINX: &str = "docker.io/library/nginx:latest";
 pub const BUSYBOX: &str = "docker.io/library/busybox:latest";
 /// The busybox image with zstd-compressed layers.
 pub const BUSYBOX_ZSTD: &str = "docker.io/library/busybox:zstd";
+/// An OCI image index whose linux/amd64 entry is the busybox image and
+/// whose linux/arm64 entry is the pause image.
+pub const BUSYBOX_MULTI: &str = "docker.io/library/busybox:multi";
 /// The sandbox image: a static pause binary running as 65535.
 pub const PAUSE: &str = "registry.k8s.io/pause:3.6";
 
