@@ -642,6 +642,61 @@ async fn unknown_ids_are_not_found_and_bad_requests_invalid() -> Result<()> {
         tonic::Code::InvalidArgument
     );
 
+    // without a CNI network list the node's network is not ready
+    let conflist = node.dir().join("net.d/10-pods.conflist");
+    let saved = std::fs::read(&conflist)?;
+    std::fs::remove_file(&conflist)?;
+    let network_ready = |status: StatusResponse| {
+        status
+            .status
+            .into_iter()
+            .flat_map(|s| s.conditions)
+            .find(|c| c.r#type == "NetworkReady")
+            .map(|c| (c.status, c.reason))
+    };
+    let status = node
+        .cri
+        .runtime
+        .status(StatusRequest { verbose: false })
+        .await?
+        .into_inner();
+    assert_eq!(
+        network_ready(status),
+        Some((false, "NetworkPluginNotReady".to_string()))
+    );
+    let refused = node
+        .cri
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(node.sandbox_config("no-network")),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert_eq!(
+        node.resources()?,
+        Resources {
+            mounts: 0,
+            veths: 0,
+            cgroups: 0,
+            ipam: 0
+        }
+    );
+    assert_eq!(state_dirs(&node), 0, "a refused sandbox leaves nothing");
+    std::fs::write(&conflist, saved)?;
+    let status = node
+        .cri
+        .runtime
+        .status(StatusRequest { verbose: false })
+        .await?
+        .into_inner();
+    assert_eq!(network_ready(status), Some((true, String::new())));
+
     // a sandbox cannot run a container of an image it does not have
     let config = node.sandbox_config("missing-image");
     let sandbox = node.run_sandbox(&config).await?;
