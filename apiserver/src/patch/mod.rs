@@ -102,5 +102,22 @@ pub fn apply(
     )))
 }
 
+/// The annotation `kubectl apply` (client-side) keeps its last applied
+/// configuration in.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What client-side `kubectl apply` last applied to `live`, from its
+/// annotation. Upstream counts it as the `kubectl` manager's previous
+/// apply when a client-side applied object is first server-side applied
+/// (KEP-3517), so pass it as `apply`'s `last_applied` when the manager has
+/// no applied configuration of its own yet.
+pub fn last_applied_annotation(live: &Value) -> Option<Value> {
+    let text = live
+        .pointer("/metadata/annotations")?
+        .get(LAST_APPLIED_ANNOTATION)?
+        .as_str()?;
+    serde_json::from_str(text).ok().filter(Value::is_object)
+}
+
 #[cfg(test)]
 mod tests;

@@ -489,3 +489,30 @@ fn the_patch_kubectl_set_env_sends() {
     assert_eq!(containers[1]["env"], json!([{"name": "D", "value": "4"}]));
     assert_eq!(containers[1]["args"], json!(["sleep", "inf"]));
 }
+
+/// A client-side applied object, first applied server-side: what the
+/// annotation recorded counts as applied before (KEP-3517).
+#[test]
+fn server_side_apply_after_client_side_apply() {
+    let live: Value =
+        serde_json::from_str(include_str!("testdata/kubectl-apply-deployment.live.json")).unwrap();
+    let last = last_applied_annotation(&live).expect("the annotation parses");
+    assert_eq!(
+        last["spec"]["template"]["spec"]["volumes"][0]["emptyDir"],
+        json!({})
+    );
+    let mut config = last.clone();
+    config["spec"]["template"]["spec"]["volumes"] =
+        json!([{"name": "data", "configMap": {"name": "cfg"}}]);
+    let applied = apply(deployments(), Some(&live), Some(&last), &config).unwrap();
+    assert_eq!(
+        applied["spec"]["template"]["spec"]["volumes"],
+        json!([{"name": "data", "configMap": {"name": "cfg"}}])
+    );
+    assert_eq!(
+        last_applied_annotation(
+            &json!({"metadata": {"annotations": {LAST_APPLIED_ANNOTATION: "nope"}}})
+        ),
+        None
+    );
+}
