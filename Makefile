@@ -28,6 +28,7 @@ images: test-deps
 ## make bench: side-by-side benchmarks (root); Markdown tables in target/bench/
 bench: test-deps images build-release
 	target/release/paddock bench runtime --out target/bench/runtime.md
+	target/release/paddock bench proxy --out target/bench/proxy.md
 
 build:
 	$(CARGO) build --workspace --bins

@@ -5,6 +5,7 @@
 //! `iptables-restore` transaction per sync, touching only the chains that
 //! changed; [`ipvs`] programs IPVS virtual servers over netlink.
 
+pub mod announce;
 pub mod backend;
 pub mod conntrack;
 pub mod healthz;

@@ -19,6 +19,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::sync::Notify;
 use tokio::time::sleep_until;
 
+use crate::announce::{self, Announcer};
 use crate::backend::Backend;
 use crate::conntrack;
 use crate::healthz::{ProxyHealth, serve_healthz, serve_metrics};
@@ -64,6 +65,8 @@ pub struct Config {
     pub healthz_bind_address: Option<SocketAddr>,
     /// Where `/metrics` is served (none: not served).
     pub metrics_bind_address: Option<SocketAddr>,
+    /// Whether this node contends to announce load-balancer IPs on its LAN.
+    pub announce_load_balancers: bool,
 }
 
 impl Config {
@@ -79,6 +82,7 @@ impl Config {
             sync_period: Duration::from_secs(30),
             healthz_bind_address: Some(SocketAddr::from(([0, 0, 0, 0], 10256))),
             metrics_bind_address: Some(SocketAddr::from(([127, 0, 0, 1], 10249))),
+            announce_load_balancers: true,
         }
     }
 }
@@ -122,7 +126,12 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(ProxyHealth::new(2 * config.sync_period));
 
+    let (lb_ips, wanted) = tokio::sync::watch::channel(Default::default());
     let mut tasks = tokio::task::JoinSet::new();
+    if config.announce_load_balancers {
+        let announcer = Announcer::new(client.clone(), &config.node_name, config.node_ip);
+        tasks.spawn(announcer.run(wanted));
+    }
     tasks.spawn(follow::<Service>(
         client.clone(),
         tracker.clone(),
@@ -149,6 +158,7 @@ pub async fn run(
         metrics,
         health,
         health_servers: ServiceHealthServers::new(),
+        lb_ips,
         synced: Model::new(),
     };
     let mut shutdown = pin!(shutdown);
@@ -171,6 +181,8 @@ struct SyncLoop {
     metrics: Arc<Metrics>,
     health: Arc<ProxyHealth>,
     health_servers: ServiceHealthServers,
+    /// The load-balancer IPs the synced rules serve, for the announcer.
+    lb_ips: tokio::sync::watch::Sender<std::collections::BTreeSet<std::net::Ipv4Addr>>,
     /// The model the rules were last synced to.
     synced: Model,
 }
@@ -246,6 +258,12 @@ impl SyncLoop {
         }
         let model = Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone());
         self.health_servers.sync(&model);
+        let lb_ips = announce::load_balancer_ips(&model);
+        self.lb_ips.send_if_modified(|current| {
+            let changed = *current != lb_ips;
+            *current = lb_ips;
+            changed
+        });
         let stale = conntrack::stale_flows(&self.synced, &model);
         if !stale.is_empty() {
             let deleted = tokio::task::spawn_blocking(move || conntrack::delete(&stale)).await;

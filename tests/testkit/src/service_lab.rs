@@ -73,7 +73,8 @@ impl ServiceLab {
         for (i, node) in lab.nodes.iter().enumerate() {
             for (j, other) in lab.nodes.iter().enumerate() {
                 if i != j {
-                    let cidr = format!("{}/24", pod_gateway(j));
+                    let [a, b, c, _] = pod_gateway(j).octets();
+                    let cidr = format!("{a}.{b}.{c}.0/24");
                     node.ns
                         .ip(&["route", "add", &cidr, "via", &other.ip.to_string()])?;
                 }

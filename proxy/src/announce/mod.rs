@@ -1,0 +1,163 @@
+//! Load-balancer IPs on the network, kube-vip style: for each IPv4
+//! load-balancer IP of a service, the Ready node holding the IP's Lease puts
+//! the IP on its LAN interface and sends gratuitous ARP, so that clients on
+//! the LAN reach it (every node has the IP's service rules). When the
+//! holder stops renewing (it died, or it is not Ready), another node takes
+//! over within the lease duration plus one retry period.
+//!
+//! Stopping the proxy leaves the address and the lease alone: a restart
+//! renews both without a gap, and a node that is gone for good loses the
+//! lease when it expires.
+
+pub mod arp;
+pub mod lease;
+pub mod link;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use tokio::sync::watch;
+
+use lease::Elector;
+pub use lease::{LEASE_NAMESPACE, lease_name};
+use link::Link;
+
+/// How long a lease lasts without renewal.
+pub const LEASE_DURATION: Duration = Duration::from_secs(8);
+/// How often leases are renewed and contended for.
+pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
+/// Gratuitous ARPs sent after taking an address, one per retry period.
+const ANNOUNCEMENTS: u32 = 3;
+
+/// An address this node announces.
+struct Held {
+    renewed: Instant,
+    announcements_left: u32,
+}
+
+pub struct Announcer {
+    elector: Elector,
+    nodes: Api<Node>,
+    node_name: String,
+    node_ip: IpAddr,
+    link: Option<Link>,
+    held: HashMap<Ipv4Addr, Held>,
+}
+
+impl Announcer {
+    pub fn new(client: kube::Client, node_name: &str, node_ip: IpAddr) -> Announcer {
+        Announcer {
+            elector: Elector::new(client.clone(), node_name, LEASE_DURATION),
+            nodes: Api::all(client),
+            node_name: node_name.to_string(),
+            node_ip,
+            link: None,
+            held: HashMap::new(),
+        }
+    }
+
+    /// Announces the IPs `wanted` holds until its sender is dropped.
+    pub async fn run(mut self, mut wanted: watch::Receiver<BTreeSet<Ipv4Addr>>) {
+        loop {
+            let want = wanted.borrow_and_update().clone();
+            if let Err(e) = self.round(&want).await {
+                tracing::warn!("announcing load-balancer IPs: {e:#}");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(RETRY_PERIOD) => {}
+                changed = wanted.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    async fn round(&mut self, want: &BTreeSet<Ipv4Addr>) -> Result<()> {
+        if want.is_empty() && self.held.is_empty() {
+            return Ok(());
+        }
+        if self.link.is_none() {
+            self.link = Some(Link::holding(self.node_ip).await?);
+        }
+        let Some(link) = &self.link else {
+            return Ok(());
+        };
+        let eligible = self.node_ready().await;
+        let present = link.host_addresses().await?;
+        for &ip in want {
+            let holds = match self.elector.contend(ip, eligible).await {
+                Ok(holds) => holds,
+                Err(e) => {
+                    tracing::warn!(%ip, "lease: {e:#}");
+                    // Keep announcing until the lease would have run out.
+                    self.held
+                        .get(&ip)
+                        .is_some_and(|h| h.renewed.elapsed() < LEASE_DURATION)
+                }
+            };
+            if holds {
+                if !self.held.contains_key(&ip) {
+                    link.add(ip).await?;
+                    tracing::info!(%ip, "announcing load-balancer IP");
+                }
+                let held = self.held.entry(ip).or_insert(Held {
+                    renewed: Instant::now(),
+                    announcements_left: ANNOUNCEMENTS,
+                });
+                held.renewed = Instant::now();
+                if held.announcements_left > 0 {
+                    held.announcements_left -= 1;
+                    arp::announce(link.index, link.mac, ip)?;
+                }
+            } else if self.held.remove(&ip).is_some() || present.contains(&ip) {
+                link.remove(ip).await?;
+                tracing::info!(%ip, "no longer announcing load-balancer IP");
+            }
+        }
+        let gone: Vec<Ipv4Addr> = self
+            .held
+            .keys()
+            .filter(|ip| !want.contains(ip))
+            .copied()
+            .collect();
+        for ip in gone {
+            self.held.remove(&ip);
+            link.remove(ip).await?;
+            self.elector.release(ip).await?;
+            tracing::info!(%ip, "load-balancer IP gone");
+        }
+        Ok(())
+    }
+
+    /// Whether this node may announce: its Node is Ready (a proxy without a
+    /// Node object, run on its own, may).
+    async fn node_ready(&self) -> bool {
+        match self.nodes.get_opt(&self.node_name).await {
+            Ok(Some(node)) => node
+                .status
+                .and_then(|s| s.conditions)
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True"),
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!("reading node {}: {e}", self.node_name);
+                false
+            }
+        }
+    }
+}
+
+/// The IPv4 load-balancer IPs of the model's services.
+pub fn load_balancer_ips(model: &crate::model::Model) -> BTreeSet<Ipv4Addr> {
+    model
+        .services()
+        .flat_map(|s| s.port.load_balancer_ips.iter())
+        .filter_map(|ip| match ip {
+            IpAddr::V4(ip) => Some(*ip),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
