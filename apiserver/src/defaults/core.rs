@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
 use serde_json::{Map, Value, json};
 
-use super::{is_unset, object_at, object_entry, objects_in, pointer, set_default};
+use super::{is_unset, mirror_first, object_at, object_entry, objects_in, pointer, set_default};
 
 /// The label upstream puts on every namespace, holding its name.
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -43,8 +43,12 @@ pub(super) fn secret(obj: &mut Map<String, Value>) {
     }
 }
 
-/// `SetDefaults_NodeStatus`: allocatable is the capacity unless reported.
+/// `SetDefaults_NodeStatus`: allocatable is the capacity unless reported;
+/// `podCIDRs[0]` mirrors `podCIDR`.
 pub(super) fn node(obj: &mut Map<String, Value>) {
+    if let Some(spec) = object_at(obj, "spec") {
+        mirror_first(spec, "podCIDR", "podCIDRs", None);
+    }
     if let Some(status) = object_at(obj, "status")
         && is_unset(status, "allocatable")
         && let Some(capacity) = status.get("capacity").filter(|c| c.is_object()).cloned()

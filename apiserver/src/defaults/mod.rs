@@ -8,7 +8,7 @@ mod core;
 mod pod;
 mod service;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::resources::Resource;
 
@@ -62,6 +62,45 @@ fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut M
     map.get_mut(key).and_then(Value::as_object_mut)
 }
 
+/// v1 keeps singular fields beside their plural successors (`podIP` and
+/// `podIPs`, `clusterIP` and `clusterIPs`, `podCIDR` and `podCIDRs`); like
+/// upstream's conversion, the first of the plural mirrors the singular.
+/// Plural items are strings, or objects holding the value under `item_key`.
+fn mirror_first(
+    map: &mut Map<String, Value>,
+    singular: &str,
+    plural: &str,
+    item_key: Option<&str>,
+) {
+    let single = map
+        .get(singular)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let first = map
+        .get(plural)
+        .and_then(|p| p.get(0))
+        .and_then(|item| match item_key {
+            Some(key) => item.get(key),
+            None => Some(item),
+        })
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    match first {
+        None if !single.is_empty() => {
+            let item = match item_key {
+                Some(key) => json!({ key: single }),
+                None => Value::String(single),
+            };
+            map.insert(plural.to_owned(), Value::Array(vec![item]));
+        }
+        Some(first) if single.is_empty() => {
+            map.insert(singular.to_owned(), Value::String(first));
+        }
+        _ => {}
+    }
+}
+
 /// The value at a JSON pointer (`/a/b`) below `map`.
 fn pointer<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     let path = path.strip_prefix('/')?;
@@ -102,6 +141,25 @@ mod tests {
         let mut not_an_object = json!([1, 2]);
         apply(lookup("", "v1", "pods").unwrap(), &mut not_an_object);
         assert_eq!(not_an_object, json!([1, 2]));
+    }
+
+    #[test]
+    fn plural_fields_mirror_singular_ones() {
+        let mut status = json!({"podIP": "10.244.1.5"}).as_object().unwrap().clone();
+        mirror_first(&mut status, "podIP", "podIPs", Some("ip"));
+        assert_eq!(status["podIPs"], json!([{"ip": "10.244.1.5"}]));
+        let mut status = json!({"podIPs": [{"ip": "10.244.1.6"}]})
+            .as_object()
+            .unwrap()
+            .clone();
+        mirror_first(&mut status, "podIP", "podIPs", Some("ip"));
+        assert_eq!(status["podIP"], "10.244.1.6");
+        let mut spec = json!({"podCIDR": "10.244.3.0/24"})
+            .as_object()
+            .unwrap()
+            .clone();
+        mirror_first(&mut spec, "podCIDR", "podCIDRs", None);
+        assert_eq!(spec["podCIDRs"], json!(["10.244.3.0/24"]));
     }
 
     #[test]

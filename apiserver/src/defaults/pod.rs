@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{is_unset, object_at, object_entry, objects_in, set_default};
+use super::{is_unset, mirror_first, object_at, object_entry, objects_in, set_default};
 use crate::validation::VOLUME_SOURCES;
 use crate::validation::quantity::Quantity;
 
@@ -39,6 +39,8 @@ pub(super) fn pod(obj: &mut Map<String, Value>) {
     if let Some(status) = object_entry(obj, "status") {
         set_default(status, "phase", "Pending");
         set_default(status, "qosClass", qos);
+        mirror_first(status, "podIP", "podIPs", Some("ip"));
+        mirror_first(status, "hostIP", "hostIPs", Some("ip"));
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{is_unset, object_entry, objects_in, pointer, set_default};
+use super::{mirror_first, object_entry, objects_in, pointer, set_default};
 
 /// Upstream's `DefaultClientIPServiceAffinitySeconds` (3 hours).
 const CLIENT_IP_AFFINITY_SECONDS: i64 = 10_800;
@@ -84,30 +84,9 @@ pub(super) fn service(obj: &mut Map<String, Value>) {
             }
         }
     }
-    cluster_ips(obj);
-}
-
-/// The service registry's normalisation: `clusterIPs[0]` mirrors `clusterIP`.
-fn cluster_ips(obj: &mut Map<String, Value>) {
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
-    let cluster_ip = spec
-        .get("clusterIP")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let first = pointer(spec, "/clusterIPs/0")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    match first {
-        None if !cluster_ip.is_empty() && is_unset(spec, "clusterIPs") => {
-            spec.insert("clusterIPs".into(), json!([cluster_ip]));
-        }
-        Some(first) if cluster_ip.is_empty() => {
-            spec.insert("clusterIP".into(), Value::String(first));
-        }
-        _ => {}
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        // The service registry's normalisation.
+        mirror_first(spec, "clusterIP", "clusterIPs", None);
     }
 }
 
