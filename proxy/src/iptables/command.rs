@@ -38,7 +38,14 @@ impl Flavor {
             (Err(e), Err(_)) => Err(e.context("neither iptables-nft nor iptables-legacy works")),
             (Ok(_), Err(_)) => Ok(Flavor::Nft),
             (Err(_), Ok(_)) => Ok(Flavor::Legacy),
-            (Ok(nft), Ok(legacy)) => Ok(choose(&nft, &legacy)),
+            (Ok(nft), Ok(legacy)) => match choose(&nft, &legacy) {
+                // Nothing to go by: nft, if this kernel can hold nft rules
+                // (Debian's UML kernel lists empty tables it cannot fill).
+                Flavor::Nft if !has_rules(&nft) && !has_rules(&legacy) && !nft_works() => {
+                    Ok(Flavor::Legacy)
+                }
+                flavor => Ok(flavor),
+            },
         }
     }
 }
@@ -68,12 +75,39 @@ fn choose(nft: &str, legacy: &str) -> Flavor {
     if hinted(legacy) {
         return Flavor::Legacy;
     }
-    let rules = |saved: &str| saved.lines().filter(|l| l.starts_with("-A ")).count();
-    if rules(legacy) > rules(nft) {
+    if rule_count(legacy) > rule_count(nft) {
         Flavor::Legacy
     } else {
         Flavor::Nft
     }
+}
+
+fn rule_count(saved: &str) -> usize {
+    saved.lines().filter(|l| l.starts_with("-A ")).count()
+}
+
+fn has_rules(saved: &str) -> bool {
+    rule_count(saved) > 0
+}
+
+/// Whether iptables-nft can create a chain here (and removes it again).
+fn nft_works() -> bool {
+    const PROBE: &str = "KUBE-PROXY-FLAVOR-PROBE";
+    let iptables = Flavor::Nft.tool("iptables");
+    let run = |op: &str| {
+        Command::new(&iptables)
+            .args(["-w", "5", "-t", "mangle", op, PROBE])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let works = run("-N");
+    if works {
+        run("-X");
+    }
+    works
 }
 
 fn save_all(flavor: Flavor) -> Result<String> {
