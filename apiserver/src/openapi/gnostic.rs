@@ -641,7 +641,7 @@ mod tests {
 
     #[test]
     fn definitions_use_only_keywords_the_protobuf_carries() {
-        for (name, schema) in &crate::openapi::definitions().schemas {
+        for (name, schema) in &crate::openapi::Definitions::generate().schemas {
             check_keywords(schema, name);
         }
     }

@@ -5,6 +5,7 @@
 
 mod definitions;
 mod gnostic;
+mod model;
 mod operations;
 mod v2;
 mod v3;
@@ -14,6 +15,7 @@ use std::sync::LazyLock;
 use prost::Message;
 
 pub use definitions::{Definitions, Kind};
+pub use model::{Field, Model, Shape, TypeId};
 
 /// The media type kubectl asks for (`Accept`) to get the protobuf form of
 /// `/openapi/v2`.
@@ -23,7 +25,7 @@ pub const V2_PROTOBUF_ACCEPT: &str = "application/com.github.proto-openapi.spec.
 pub const V2_PROTOBUF_CONTENT_TYPE: &str =
     "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
-static DEFINITIONS: LazyLock<Definitions> = LazyLock::new(Definitions::generate);
+static MODEL: LazyLock<Model> = LazyLock::new(|| Model::build(&Definitions::generate()));
 /// The `/openapi/v2` document in both encodings, built from one tree.
 struct V2Bytes {
     json: Vec<u8>,
@@ -31,29 +33,20 @@ struct V2Bytes {
 }
 
 static V2: LazyLock<V2Bytes> = LazyLock::new(|| {
-    let doc = v2::document(definitions());
+    let doc = v2::document(&Definitions::generate());
     V2Bytes {
         json: serde_json::to_vec(&doc).unwrap_or_default(),
         protobuf: gnostic::document(&doc).encode_to_vec(),
     }
 });
 static V3_DOCUMENTS: LazyLock<Vec<v3::GroupVersionDocument>> =
-    LazyLock::new(|| v3::documents(definitions()));
+    LazyLock::new(|| v3::documents(&Definitions::generate()));
 static V3_INDEX: LazyLock<Vec<u8>> =
     LazyLock::new(|| serde_json::to_vec(&v3::index(&V3_DOCUMENTS)).unwrap_or_default());
 
-/// The schemas of the served kinds, built on first use.
-pub fn definitions() -> &'static Definitions {
-    &DEFINITIONS
-}
-
-/// The description upstream gives `definition.property`, e.g.
-/// (`io.k8s.api.core.v1.PodStatus`, `podIP`).
-pub fn property_description(definition: &str, property: &str) -> Option<&'static str> {
-    definitions()
-        .property(definition, property)?
-        .get("description")?
-        .as_str()
+/// The compact model of the served kinds' schemas, built on first use.
+pub fn model() -> &'static Model {
+    &MODEL
 }
 
 /// The `/openapi/v2` document as JSON.
@@ -167,16 +160,6 @@ mod tests {
             apps["components"]["schemas"]
                 .get("io.k8s.api.autoscaling.v1.Scale")
                 .is_some()
-        );
-    }
-
-    #[test]
-    fn descriptions_come_from_the_schemas() {
-        let ip = property_description("io.k8s.api.core.v1.PodStatus", "podIP").unwrap();
-        assert!(ip.contains("IP address"), "{ip}");
-        assert_eq!(
-            property_description("io.k8s.api.core.v1.PodStatus", "nope"),
-            None
         );
     }
 }

@@ -1,17 +1,19 @@
 //! What strategic merge patch needs to know about a field: the schema of
-//! its value and its patch strategy, read from the OpenAPI definitions
-//! (where `strategy::FIELD_STRATEGIES` is published), as upstream reads
-//! them from its OpenAPI document.
+//! its value and its patch strategy, read from the model of the OpenAPI
+//! definitions (where `strategy::FIELD_STRATEGIES` is published), as
+//! upstream reads them from its OpenAPI document.
 
-use serde_json::Value;
-
-use crate::openapi;
+use crate::openapi::{self, Shape, TypeId};
 use crate::resources::Resource;
 
-/// The schema of a JSON object being patched: a struct (`properties`), a
-/// map (`additionalProperties`), or unknown (patched like a merge patch).
+/// The schema of a JSON object being patched: a struct, a map (whose values
+/// have one shape), or unknown (patched like a merge patch).
 #[derive(Debug, Clone, Copy)]
-pub struct ObjectSchema(Option<&'static Value>);
+pub enum ObjectSchema {
+    Unknown,
+    Struct(TypeId),
+    Map(&'static Shape),
+}
 
 /// The patch metadata of one field. (`retainKeys` needs none: the server
 /// acts on the `$retainKeys` directive clients put in patches.)
@@ -25,64 +27,39 @@ pub struct FieldMeta {
 impl ObjectSchema {
     /// The schema of `res`'s objects.
     pub fn of(res: &Resource) -> ObjectSchema {
-        let defs = openapi::definitions();
-        let schema = defs
+        openapi::model()
             .kind(res.group, res.version, res.kind)
-            .and_then(|kind| defs.schemas.get(&kind.definition));
-        ObjectSchema(schema)
+            .map_or(ObjectSchema::Unknown, ObjectSchema::Struct)
     }
 
     /// The metadata of `key` and the schema of the objects its value holds
     /// (the value itself, its list elements, or its map values).
     pub fn field(&self, key: &str) -> (FieldMeta, ObjectSchema) {
-        let Some(schema) = self.0 else {
-            return (FieldMeta::default(), ObjectSchema(None));
-        };
-        let property = match schema.get("properties") {
-            Some(props) => props.get(key),
-            None => schema.get("additionalProperties").filter(|v| v.is_object()),
-        };
-        let Some(property) = property else {
-            return (FieldMeta::default(), ObjectSchema(None));
-        };
-        let strategy = property
-            .get("x-kubernetes-patch-strategy")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let meta = FieldMeta {
-            merge: strategy.split(',').any(|s| s == "merge"),
-            merge_key: property
-                .get("x-kubernetes-patch-merge-key")
-                .and_then(Value::as_str),
-        };
-        (meta, ObjectSchema(object_schema(property)))
+        match *self {
+            ObjectSchema::Unknown => (FieldMeta::default(), ObjectSchema::Unknown),
+            ObjectSchema::Map(values) => (FieldMeta::default(), object_schema(values)),
+            ObjectSchema::Struct(id) => match openapi::model().field(id, key) {
+                None => (FieldMeta::default(), ObjectSchema::Unknown),
+                Some(field) => {
+                    let meta = FieldMeta {
+                        merge: field.merge,
+                        merge_key: field.merge_key.as_deref(),
+                    };
+                    (meta, object_schema(&field.shape))
+                }
+            },
+        }
     }
 }
 
-/// Follows `$ref`s and array items down to an object schema, if any.
-fn object_schema(schema: &'static Value) -> Option<&'static Value> {
-    let defs = openapi::definitions();
-    let mut current = schema;
-    // References and item schemas nest a few levels at most; the bound
-    // keeps a malformed cycle from looping.
-    for _ in 0..8 {
-        if let Some(name) = current
-            .get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("#/definitions/"))
-        {
-            current = defs.schemas.get(name)?;
-        } else if let Some(items) = current.get("items") {
-            current = items;
-        } else {
-            break;
-        }
+/// The object schema a value of `shape` (or its list elements) has.
+fn object_schema(shape: &'static Shape) -> ObjectSchema {
+    match shape {
+        Shape::Struct(id) => ObjectSchema::Struct(*id),
+        Shape::Map(values) => ObjectSchema::Map(values),
+        Shape::Array(element) => object_schema(element),
+        _ => ObjectSchema::Unknown,
     }
-    let is_object = current.get("properties").is_some()
-        || current
-            .get("additionalProperties")
-            .is_some_and(Value::is_object);
-    is_object.then_some(current)
 }
 
 #[cfg(test)]
@@ -118,10 +95,13 @@ mod tests {
         let (finalizers, _) = meta.field("finalizers");
         assert!(finalizers.merge && finalizers.merge_key.is_none());
         let (labels_meta, labels) = meta.field("labels");
-        assert!(!labels_meta.merge);
+        assert!(!labels_meta.merge && matches!(labels, ObjectSchema::Map(_)));
         let (_, value) = labels.field("app");
-        assert!(value.0.is_none(), "label values are strings");
+        assert!(
+            matches!(value, ObjectSchema::Unknown),
+            "label values are strings"
+        );
         let (unknown, nothing) = pod.field("bogus");
-        assert!(!unknown.merge && nothing.0.is_none());
+        assert!(!unknown.merge && matches!(nothing, ObjectSchema::Unknown));
     }
 }

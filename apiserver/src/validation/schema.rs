@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::openapi;
+use crate::openapi::{self, Shape};
 use crate::resources::Resource;
 
 /// The findings of `check`.
@@ -34,32 +34,11 @@ impl SchemaReport {
 
 /// Walks `obj` along the schema of `res`'s kind.
 pub fn check(res: &Resource, obj: &Value) -> SchemaReport {
-    let defs = openapi::definitions();
     let mut report = SchemaReport::default();
-    if let Some(schema) = defs
-        .kind(res.group, res.version, res.kind)
-        .and_then(|k| defs.schemas.get(&k.definition))
-    {
-        walk(obj, schema, "", &mut report);
+    if let Some(id) = openapi::model().kind(res.group, res.version, res.kind) {
+        walk(obj, &Shape::Struct(id), "", &mut report);
     }
     report
-}
-
-fn resolve(schema: &Value) -> &Value {
-    let defs = openapi::definitions();
-    let mut current = schema;
-    for _ in 0..8 {
-        match current
-            .get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("#/definitions/"))
-            .and_then(|name| defs.schemas.get(name))
-        {
-            Some(target) => current = target,
-            None => break,
-        }
-    }
-    current
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -74,6 +53,18 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
+fn expected(shape: &Shape) -> &'static str {
+    match shape {
+        Shape::Any => "any",
+        Shape::String | Shape::StringOrNumber => "string",
+        Shape::Integer => "integer",
+        Shape::Number => "number",
+        Shape::Boolean => "boolean",
+        Shape::Struct(_) | Shape::Map(_) | Shape::AnyObject => "object",
+        Shape::Array(_) => "array",
+    }
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_owned()
@@ -82,72 +73,49 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn walk(value: &Value, schema: &Value, path: &str, report: &mut SchemaReport) {
-    let schema = resolve(schema);
-    if value.is_null() {
-        return;
-    }
-    let expected = schema.get("type").and_then(Value::as_str);
-    let fits = match (expected, value) {
-        (None, _) => true,
-        (Some("string"), Value::String(_)) => true,
-        // Quantities and int-or-strings also come as numbers.
-        (Some("string"), Value::Number(_)) => takes_numbers(schema),
-        (Some("integer"), Value::Number(n)) => n.is_i64() || n.is_u64(),
-        (Some("number"), Value::Number(_)) => true,
-        (Some("boolean"), Value::Bool(_)) => true,
-        (Some("array"), Value::Array(_)) => true,
-        (Some("object"), Value::Object(_)) => true,
+fn walk(value: &Value, shape: &Shape, path: &str, report: &mut SchemaReport) {
+    let integer = |n: &serde_json::Number| n.is_i64() || n.is_u64();
+    let fits = match (shape, value) {
+        (_, Value::Null) | (Shape::Any, _) => true,
+        (Shape::String, Value::String(_)) => true,
+        (Shape::StringOrNumber, Value::String(_) | Value::Number(_)) => true,
+        (Shape::Integer, Value::Number(n)) => integer(n),
+        (Shape::Number, Value::Number(_)) => true,
+        (Shape::Boolean, Value::Bool(_)) => true,
+        (Shape::Struct(_) | Shape::Map(_) | Shape::AnyObject, Value::Object(_)) => true,
+        (Shape::Array(_), Value::Array(_)) => true,
         _ => false,
     };
     if !fits {
         report.type_errors.push(format!(
             "{}: expected {}, got {} {value}",
             if path.is_empty() { "<root>" } else { path },
-            expected.unwrap_or("any"),
+            expected(shape),
             type_name(value)
         ));
         return;
     }
-    match value {
-        Value::Object(map) => {
-            if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
-                for (key, field) in map {
-                    match properties.get(key) {
-                        Some(field_schema) => walk(field, field_schema, &join(path, key), report),
-                        None => report.unknown_fields.push(join(path, key)),
-                    }
-                }
-            } else if let Some(values) =
-                schema.get("additionalProperties").filter(|v| v.is_object())
-            {
-                for (key, field) in map {
-                    walk(field, values, &format!("{path}[{key}]"), report);
+    match (shape, value) {
+        (Shape::Struct(id), Value::Object(map)) => {
+            for (key, field) in map {
+                match openapi::model().field(*id, key) {
+                    Some(f) => walk(field, &f.shape, &join(path, key), report),
+                    None => report.unknown_fields.push(join(path, key)),
                 }
             }
         }
-        Value::Array(items) => {
-            if let Some(item_schema) = schema.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    walk(item, item_schema, &format!("{path}[{i}]"), report);
-                }
+        (Shape::Map(values), Value::Object(map)) => {
+            for (key, field) in map {
+                walk(field, values, &format!("{path}[{key}]"), report);
+            }
+        }
+        (Shape::Array(element), Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                walk(item, element, &format!("{path}[{i}]"), report);
             }
         }
         _ => {}
     }
-}
-
-/// Int-or-string and quantity fields are published as strings but take
-/// numbers too.
-fn takes_numbers(schema: &Value) -> bool {
-    let defs = openapi::definitions();
-    [
-        "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
-        "io.k8s.apimachinery.pkg.api.resource.Quantity",
-    ]
-    .iter()
-    .filter_map(|name| defs.schemas.get(*name))
-    .any(|definition| std::ptr::eq(definition, schema))
 }
 
 #[cfg(test)]
