@@ -6,10 +6,12 @@
 pub mod cri;
 pub mod cri_node;
 pub mod images;
+pub mod kubectl;
 pub mod netns;
 pub mod process;
 pub mod registry;
 pub mod service_lab;
+pub mod server;
 pub mod uml;
 pub mod wait;
 
