@@ -10,8 +10,8 @@ pub mod kubectl;
 pub mod netns;
 pub mod process;
 pub mod registry;
-pub mod service_lab;
 pub mod server;
+pub mod service_lab;
 pub mod uml;
 pub mod wait;
 
