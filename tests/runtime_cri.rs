@@ -152,6 +152,15 @@ async fn nginx_pod_pulls_through_a_mirror_serves_logs_execs_and_stops() -> Resul
         )
         .await?;
     assert!(status.started_at > 0);
+    // created by image id, reported by name and repo digest, as containerd does
+    assert_eq!(status.image.map(|i| i.image).as_deref(), Some(NGINX));
+    assert!(
+        status
+            .image_ref
+            .starts_with("docker.io/library/nginx@sha256:"),
+        "{}",
+        status.image_ref
+    );
 
     let ip = node.pod_ip(&sandbox).await?;
     let url = format!("http://{ip}/");

@@ -150,6 +150,22 @@ impl Runtime {
                 }
             }
         }
+        // A crash during CreateContainer can leave a created container
+        // (and its monitor, waiting) that no record names: delete it.
+        for entry in std::fs::read_dir(self.libcontainer_root())? {
+            let dir = entry?.path();
+            let id = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !self.containers_lock().contains_key(&id) {
+                tracing::warn!(container = %id, "deleting a container left by an interrupted create");
+                if let Ok(mut orphan) = libcontainer::container::Container::load(dir.clone()) {
+                    let _ = orphan.delete(true);
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
         tracing::info!(
             sandboxes = self.sandboxes_lock().len(),
             containers = self.containers_lock().len(),

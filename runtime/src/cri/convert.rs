@@ -89,7 +89,14 @@ pub fn container_status(c: &Container, image: Option<&Image>) -> cri::ContainerS
         started_at: c.started_at.unwrap_or(0),
         finished_at: c.exit.as_ref().map_or(0, |e| e.finished_at),
         exit_code: c.exit.as_ref().map_or(0, |e| e.code),
-        image: c.config.image.clone(),
+        // The image's name (as containerd reports it), even when the
+        // kubelet created the container by image id.
+        image: Some(cri::ImageSpec {
+            image: image
+                .and_then(|i| i.repo_tags.first().cloned())
+                .unwrap_or_else(|| c.image_name.clone()),
+            ..c.config.image.clone().unwrap_or_default()
+        }),
         image_ref,
         reason: c.reason().to_string(),
         message: String::new(),
