@@ -29,6 +29,7 @@ images: test-deps
 bench: test-deps images build-release
 	target/release/paddock bench runtime --out target/bench/runtime.md
 	target/release/paddock bench proxy --out target/bench/proxy.md
+	target/release/paddock bench apiserver --out target/bench/apiserver.md
 
 build:
 	$(CARGO) build --workspace --bins

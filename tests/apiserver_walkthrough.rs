@@ -47,11 +47,19 @@ fn walkthrough(k: &Kubectl, dir: &Path) -> Result<()> {
     let out = k.run(&["run", "nginx", "--image=nginx"])?;
     ensure!(out.contains("pod/nginx created"), "{out}");
     let listed = k.run(&["get", "po", "-o", "wide"])?;
-    let header: Vec<&str> = listed.lines().next().unwrap_or_default().split_whitespace().collect();
+    let header: Vec<&str> = listed
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     for column in ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"] {
         ensure!(header.contains(&column), "no {column} column:\n{listed}");
     }
-    let row = listed.lines().find(|l| l.starts_with("nginx")).unwrap_or_default();
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("nginx"))
+        .unwrap_or_default();
     ensure!(row.contains("0/1") && row.contains("Pending"), "{listed}");
     ensure!(jsonpath(k, &["get", "pod", "nginx"], "{.status.phase}")? == "Pending");
     ensure!(jsonpath(k, &["get", "pod", "nginx"], "{.spec.restartPolicy}")? == "Always");
@@ -72,8 +80,14 @@ fn walkthrough(k: &Kubectl, dir: &Path) -> Result<()> {
     ensure!((30000..=32767).contains(&node_port), "{svc}");
     ensure!(fields[3].starts_with("10."), "{svc}");
     let services = k.run(&["get", "svc"])?;
-    let row = services.lines().find(|l| l.starts_with("nginx")).unwrap_or_default();
-    ensure!(row.contains("NodePort") && row.contains(&format!("80:{node_port}/TCP")), "{services}");
+    let row = services
+        .lines()
+        .find(|l| l.starts_with("nginx"))
+        .unwrap_or_default();
+    ensure!(
+        row.contains("NodePort") && row.contains(&format!("80:{node_port}/TCP")),
+        "{services}"
+    );
 
     if k.version == "1.20" {
         let out = k.run(&["create", "deployment", "deploy-nginx", "--image=nginx"])?;
@@ -118,10 +132,23 @@ fn walkthrough(k: &Kubectl, dir: &Path) -> Result<()> {
     )?;
     ensure!(lb.starts_with("LoadBalancer 3"), "{lb}");
     let services = k.run(&["get", "svc", "deploy-nginx"])?;
-    ensure!(services.contains("LoadBalancer") && services.contains("<pending>"), "{services}");
+    ensure!(
+        services.contains("LoadBalancer") && services.contains("<pending>"),
+        "{services}"
+    );
     let deployments = k.run(&["get", "deployment", "deploy-nginx"])?;
-    ensure!(deployments.lines().next().unwrap_or_default().contains("UP-TO-DATE"), "{deployments}");
-    ensure!(deployments.contains("0/3"), "the deployment should want 3:\n{deployments}");
+    ensure!(
+        deployments
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("UP-TO-DATE"),
+        "{deployments}"
+    );
+    ensure!(
+        deployments.contains("0/3"),
+        "the deployment should want 3:\n{deployments}"
+    );
 
     let manifest = dir.join(format!("web-{}.yaml", k.version));
     std::fs::write(&manifest, deployment_manifest("nginx:1.25"))?;

@@ -1,5 +1,6 @@
 //! `paddock bench`: side-by-side benchmarks, written as Markdown tables.
 
+mod apiserver;
 mod proxy;
 mod runtime;
 
@@ -13,6 +14,9 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum What {
+    /// Pod creates/s, a list of 10k pods, watch delivery latency and the
+    /// server's memory, against a real `paddock server` on loopback.
+    Apiserver(apiserver::Args),
     /// Pod start through CRI against containerd 1.6 + runc, and the
     /// /bin/true container lifecycle against runc and crun (hyperfine).
     Runtime(runtime::Args),
@@ -31,6 +35,7 @@ pub fn run(args: Args) -> Result<()> {
     match args.what {
         What::RunBundle(args) => std::process::exit(runtime::run_bundle(args)?),
         What::Proxy(args) => proxy::run(args),
+        What::Apiserver(args) => tokio::runtime::Runtime::new()?.block_on(apiserver::run(args)),
         What::Runtime(args) => tokio::runtime::Runtime::new()?.block_on(runtime::run(args)),
     }
 }
