@@ -1,12 +1,13 @@
 //! `paddock proxy`: kube-proxy for one node.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use ipnet::IpNet;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use paddock_proxy::config::{parse_bind_address, parse_duration};
 use paddock_proxy::{Config, Mode};
 
 #[derive(clap::Args)]
@@ -60,8 +61,8 @@ pub async fn run(args: Args) -> Result<()> {
     config.masquerade_all = args.masquerade_all;
     config.min_sync_period = args.min_sync_period;
     config.sync_period = args.sync_period;
-    config.healthz_bind_address = bind_address(&args.healthz_bind_address, 10256)?;
-    config.metrics_bind_address = bind_address(&args.metrics_bind_address, 10249)?;
+    config.healthz_bind_address = parse_bind_address(&args.healthz_bind_address, 10256)?;
+    config.metrics_bind_address = parse_bind_address(&args.metrics_bind_address, 10249)?;
 
     let kube_config = match &args.kubeconfig {
         Some(path) => {
@@ -80,54 +81,6 @@ pub async fn run(args: Args) -> Result<()> {
     paddock_proxy::run(config, client, shutdown_signal()).await
 }
 
-/// `IP:port`, a bare IP (with the default port), or "" for none.
-fn bind_address(text: &str, default_port: u16) -> Result<Option<SocketAddr>> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    if let Ok(addr) = text.parse() {
-        return Ok(Some(addr));
-    }
-    let ip: IpAddr = text
-        .parse()
-        .with_context(|| format!("{text:?} is neither IP:port nor an IP"))?;
-    Ok(Some(SocketAddr::new(ip, default_port)))
-}
-
-/// A Go duration, as upstream's flags take them: `1s`, `500ms`, `1m30s`.
-fn parse_duration(text: &str) -> Result<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        bail!("empty duration");
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let (number, tail) = rest.split_at(digits);
-        let value: f64 = number
-            .parse()
-            .with_context(|| format!("{text:?} is not a duration like 1s or 500ms"))?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => bail!("{text:?}: unknown unit {unit:?} (ns, us, ms, s, m, h)"),
-        };
-        total += Duration::from_secs_f64(value * seconds);
-        rest = tail;
-    }
-    Ok(total)
-}
-
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
@@ -143,33 +96,4 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("stopping; the rules stay in place");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-    }
-
-    #[test]
-    fn bind_addresses() {
-        assert_eq!(bind_address("", 10256).unwrap(), None);
-        assert_eq!(
-            bind_address("127.0.0.1", 10249).unwrap(),
-            Some("127.0.0.1:10249".parse().unwrap())
-        );
-        assert_eq!(
-            bind_address("0.0.0.0:9999", 10249).unwrap(),
-            Some("0.0.0.0:9999".parse().unwrap())
-        );
-        assert!(bind_address("nowhere", 1).is_err());
-    }
 }

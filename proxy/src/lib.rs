@@ -7,6 +7,7 @@
 
 pub mod announce;
 pub mod backend;
+pub mod config;
 pub mod conntrack;
 pub mod healthz;
 pub mod iptables;
@@ -18,4 +19,5 @@ pub mod service_health;
 pub mod source;
 
 pub use backend::{Backend, SyncReport};
-pub use runner::{Config, Mode, backend, run};
+pub use config::{Config, Mode, backend};
+pub use runner::run;

@@ -7,13 +7,11 @@
 //! then applies everything changed so far. Every `sync_period` it also
 //! syncs unasked and checks that nobody flushed its rules.
 
-use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::sync::Notify;
@@ -21,96 +19,14 @@ use tokio::time::sleep_until;
 
 use crate::announce::{self, Announcer};
 use crate::backend::Backend;
+use crate::config::{Config, backend};
 use crate::conntrack;
 use crate::healthz::{ProxyHealth, serve_healthz, serve_metrics};
-use crate::iptables::{self, Flavor, Iptables, RenderConfig};
 use crate::metrics::Metrics;
 use crate::model::Model;
 use crate::service_health::ServiceHealthServers;
 use crate::source::watch::follow;
 use crate::source::{IpFamily, Tracker};
-
-/// `--proxy-mode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Iptables,
-}
-
-impl std::str::FromStr for Mode {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> Result<Mode> {
-        match s {
-            "iptables" | "" => Ok(Mode::Iptables),
-            other => bail!("unknown proxy mode {other:?} (expected iptables)"),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub mode: Mode,
-    /// This node's name: endpoints on it are local.
-    pub node_name: String,
-    /// This node's IP; its family is the family of the services proxied.
-    pub node_ip: IpAddr,
-    /// The pods' CIDR: traffic from it is the cluster's own.
-    pub cluster_cidr: Option<IpNet>,
-    pub masquerade_all: bool,
-    /// At least this long between two syncs.
-    pub min_sync_period: Duration,
-    /// A sync at least this often, changes or not.
-    pub sync_period: Duration,
-    /// Where `/healthz` is served (none: not served).
-    pub healthz_bind_address: Option<SocketAddr>,
-    /// Where `/metrics` is served (none: not served).
-    pub metrics_bind_address: Option<SocketAddr>,
-    /// Whether this node contends to announce load-balancer IPs on its LAN.
-    pub announce_load_balancers: bool,
-}
-
-impl Config {
-    /// Upstream's defaults for everything but the node.
-    pub fn new(node_name: &str, node_ip: IpAddr) -> Config {
-        Config {
-            mode: Mode::Iptables,
-            node_name: node_name.to_string(),
-            node_ip,
-            cluster_cidr: None,
-            masquerade_all: false,
-            min_sync_period: Duration::from_secs(1),
-            sync_period: Duration::from_secs(30),
-            healthz_bind_address: Some(SocketAddr::from(([0, 0, 0, 0], 10256))),
-            metrics_bind_address: Some(SocketAddr::from(([127, 0, 0, 1], 10249))),
-            announce_load_balancers: true,
-        }
-    }
-}
-
-/// Makes the backend for `config.mode`.
-pub fn backend(config: &Config) -> Result<Box<dyn Backend>> {
-    match config.mode {
-        Mode::Iptables => {
-            let flavor = Flavor::detect()?;
-            tracing::info!(%flavor, "using iptables");
-            let mut render = RenderConfig::new(config.node_ip);
-            render.cluster_cidr = config.cluster_cidr;
-            render.masquerade_all = config.masquerade_all;
-            render.drop_invalid = !tcp_be_liberal();
-            Ok(Box::new(iptables::Proxier::new(
-                Iptables::new(flavor),
-                render,
-            )))
-        }
-    }
-}
-
-/// Whether the host accepts out-of-window TCP packets, in which case
-/// INVALID ones are not dropped (as upstream).
-fn tcp_be_liberal() -> bool {
-    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal")
-        .is_ok_and(|v| v.trim() != "0")
-}
 
 /// Runs the proxy until `shutdown` completes. The rules stay in place when
 /// it returns, so that traffic flows while the proxy restarts.
