@@ -41,7 +41,10 @@ fn main() -> Result<()> {
     paddock_runtime::run_helper_if_requested();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // libcgroups reports its manager and absent controllers at every
+            // use (stats, updates): keep that out of the default log.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,libcgroups=error")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -179,7 +179,7 @@ fn lifecycle_in(exe: &Path, runs: usize, dir: &Path) -> Result<Vec<Timing>> {
     for (name, command) in &commands {
         script.push_str(&format!(" -n '{name}' '{command}'"));
     }
-    let out = checked(Command::new("unshare").args([
+    let out = checked(Command::new("unshare").env("RUST_LOG", "error").args([
         "-m",
         "--propagation",
         "private",
