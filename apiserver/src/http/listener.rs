@@ -80,7 +80,10 @@ async fn connection(
         req.extensions_mut().insert(peer.clone());
         app.clone().oneshot(req.map(axum::body::Body::new))
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Large lists: let HTTP/2 flow control grow its windows with the
+    // bandwidth instead of stalling at the 64 KiB default.
+    builder.http2().adaptive_window(true);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::pin!(conn);
     tokio::select! {
