@@ -1047,3 +1047,58 @@ async fn concurrent_pulls_fetch_once_and_registries_yaml_or_cri_credentials_auth
     assert!(secured.log().contains("paddock"), "{}", secured.log());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_network_pod_shares_the_nodes_network_and_hostname() -> Result<()> {
+    let mut node = node().await?;
+    let image = node.pull(BUSYBOX).await?;
+    let mut config = node.sandbox_config("hostnet");
+    config.hostname = String::new();
+    if let Some(linux) = config.linux.as_mut() {
+        linux.security_context = Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                network: NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    let sandbox = node.run_sandbox(&config).await?;
+    let id = start(
+        &mut node,
+        &sandbox,
+        &config,
+        container_config("c", &image, &["sleep", "3600"]),
+    )
+    .await?;
+    // the registry listens on the node's loopback only
+    let v2 = exec_out(
+        &mut node,
+        &id,
+        &["wget", "-q", "-O", "-", "http://127.0.0.1:5000/v2/"],
+    )
+    .await?;
+    assert_eq!(v2.trim(), "{}");
+    let hostname = nix::unistd::gethostname()?.to_string_lossy().into_owned();
+    assert_eq!(
+        exec_out(&mut node, &id, &["hostname"]).await?.trim(),
+        hostname
+    );
+    let used = node.resources()?;
+    assert_eq!(
+        (used.veths, used.ipam),
+        (0, 0),
+        "no CNI for host-network pods"
+    );
+    node.remove_sandbox(&sandbox).await?;
+    assert_eq!(
+        node.resources()?,
+        Resources {
+            mounts: 0,
+            veths: 0,
+            cgroups: 0,
+            ipam: 0
+        }
+    );
+    Ok(())
+}

@@ -178,7 +178,7 @@ pub fn build(input: &Input) -> Result<Spec> {
         linux = linux.seccomp(profile);
     }
 
-    SpecBuilder::default()
+    let mut spec = SpecBuilder::default()
         .version("1.0.2")
         .root(
             RootBuilder::default()
@@ -191,7 +191,12 @@ pub fn build(input: &Input) -> Result<Spec> {
         .mounts(mounts(input, privileged)?)
         .linux(linux.build().map_err(internal)?)
         .build()
-        .map_err(internal)
+        .map_err(internal)?;
+    // The builder starts from oci-spec's default hostname; the pod's UTS
+    // namespace has its hostname already, and a host-network pod keeps the
+    // node's.
+    spec.set_hostname(None);
+    Ok(spec)
 }
 
 /// CRI command/args over the image's entrypoint/cmd, as Kubernetes defines.
