@@ -2,11 +2,8 @@
 //! namespaces: a node with busybox httpd pods and a client on the node's
 //! network (testkit's service lab). Requests go through real rules.
 
-use std::collections::BTreeMap;
 use std::io::{ErrorKind, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use paddock_proxy::iptables::{Flavor, Iptables, Proxier, RenderConfig};
@@ -14,7 +11,8 @@ use paddock_proxy::model::{
     Endpoint, Model, Protocol, Service, ServicePort, ServicePortName, SessionAffinity,
 };
 use paddock_testkit::service_lab::{
-    ServiceLab, add_lan_address, http_get, in_netns, output_in, read_response, tally,
+    RequestLoop, ServiceLab, add_lan_address, evenly_spread, http_get, in_netns, output_in,
+    read_response, tally,
 };
 
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -87,15 +85,6 @@ fn node_port(lab: &ServiceLab) -> SocketAddr {
 
 fn cluster_ip() -> SocketAddr {
     SocketAddr::from((CLUSTER_IP, 80))
-}
-
-/// Whether each of `pods` served within ±15% of an even share.
-fn evenly_spread(served: &BTreeMap<String, usize>, pods: usize, total: usize) -> bool {
-    let even = total as f64 / pods as f64;
-    served.len() == pods
-        && served
-            .values()
-            .all(|&n| (n as f64 - even).abs() <= 0.15 * even)
 }
 
 #[test]
@@ -218,36 +207,18 @@ fn restarting_the_proxy_drops_no_connection_and_no_request() {
     });
 
     // A client that keeps making new connections through the node port.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let addr = node_port(&lab);
-    std::thread::scope(|scope| {
-        let loop_thread = scope.spawn(|| {
-            in_netns(&lab.client, || {
-                while !stop.load(Ordering::Relaxed) {
-                    match http_get(addr, TIMEOUT) {
-                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            eprintln!("request failed: {e:#}");
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                }
-            })
-        });
-        for _ in 0..3 {
-            std::thread::sleep(Duration::from_millis(300));
-            // A new process starts from scratch: a full sync over the rules
-            // the old one left.
-            drop(std::mem::replace(&mut node, Node::start(&lab)));
-            node.sync(&services);
-        }
+    let client = RequestLoop::start(&lab.client, node_port(&lab)).unwrap();
+    for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(300));
-        stop.store(true, Ordering::Relaxed);
-        loop_thread.join().unwrap();
-    });
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
-    assert!(ok.load(Ordering::Relaxed) > 10, "{ok:?} requests only");
+        // A new process starts from scratch: a full sync over the rules the
+        // old one left.
+        drop(std::mem::replace(&mut node, Node::start(&lab)));
+        node.sync(&services);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failed) = client.stop();
+    assert_eq!(failed, 0);
+    assert!(ok > 10, "{ok} requests only");
 
     held.write_all(b"Host: lab\r\n\r\n").unwrap();
     held.set_read_timeout(Some(TIMEOUT)).unwrap();

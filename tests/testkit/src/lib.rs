@@ -10,6 +10,7 @@ pub mod kubectl;
 pub mod netns;
 pub mod process;
 pub mod registry;
+pub mod relay;
 pub mod server;
 pub mod service_lab;
 pub mod uml;

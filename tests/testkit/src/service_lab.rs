@@ -15,6 +15,8 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -237,4 +239,49 @@ pub fn add_lan_address(node: &Node, ip: Ipv4Addr) -> Result<()> {
 pub fn output_in(ns: &NetNs, program: &str, args: &[&str]) -> Result<String> {
     let out = crate::netns::run(ns.command(program).args(args))?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether each of `pods` served within ±15% of an even share of `total`.
+pub fn evenly_spread(served: &BTreeMap<String, usize>, pods: usize, total: usize) -> bool {
+    let even = total as f64 / pods as f64;
+    served.len() == pods
+        && served
+            .values()
+            .all(|&n| (n as f64 - even).abs() <= 0.15 * even)
+}
+
+/// A client making one new connection after another to an address, from
+/// inside a namespace, until stopped: what a user's loop of requests sees.
+pub struct RequestLoop {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, usize)>,
+}
+
+impl RequestLoop {
+    pub fn start(ns: &NetNs, addr: SocketAddr) -> Result<RequestLoop> {
+        let file = File::open(ns.path()).with_context(|| format!("opening {}", ns.path()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            setns(file, CloneFlags::CLONE_NEWNET).expect("entering the client's namespace");
+            let (mut ok, mut failed) = (0, 0);
+            while !stopping.load(Ordering::Relaxed) {
+                match http_get(addr, Duration::from_secs(3)) {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        eprintln!("request to {addr} failed: {e:#}");
+                        failed += 1;
+                    }
+                }
+            }
+            (ok, failed)
+        });
+        Ok(RequestLoop { stop, thread })
+    }
+
+    /// Stops the loop; how many requests succeeded and failed.
+    pub fn stop(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the request loop panicked")
+    }
 }
