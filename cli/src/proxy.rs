@@ -16,9 +16,13 @@ pub struct Args {
     /// $KUBECONFIG).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// How services are implemented: iptables.
+    /// How services are implemented: iptables or ipvs.
     #[arg(long, default_value = "iptables")]
     proxy_mode: Mode,
+    /// How IPVS picks a real server: rr (round robin), lc (least
+    /// connections), wrr (weighted round robin) or sh (source hashing).
+    #[arg(long, default_value = "rr")]
+    ipvs_scheduler: paddock_proxy::ipvs::netlink::Scheduler,
     /// This node's IP; its family is the family of the services proxied.
     #[arg(long)]
     node_ip: IpAddr,
@@ -57,6 +61,7 @@ pub async fn run(args: Args) -> Result<()> {
     .to_lowercase();
     let mut config = Config::new(&node_name, args.node_ip);
     config.mode = args.proxy_mode;
+    config.ipvs_scheduler = args.ipvs_scheduler;
     config.cluster_cidr = args.cluster_cidr;
     config.masquerade_all = args.masquerade_all;
     config.min_sync_period = args.min_sync_period;

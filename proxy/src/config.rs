@@ -9,11 +9,13 @@ use ipnet::IpNet;
 
 use crate::backend::Backend;
 use crate::iptables::{self, Flavor, Iptables, RenderConfig};
+use crate::ipvs;
 
 /// `--proxy-mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Iptables,
+    Ipvs,
 }
 
 impl std::str::FromStr for Mode {
@@ -22,7 +24,8 @@ impl std::str::FromStr for Mode {
     fn from_str(s: &str) -> Result<Mode> {
         match s {
             "iptables" | "" => Ok(Mode::Iptables),
-            other => bail!("unknown proxy mode {other:?} (expected iptables)"),
+            "ipvs" => Ok(Mode::Ipvs),
+            other => bail!("unknown proxy mode {other:?} (expected iptables or ipvs)"),
         }
     }
 }
@@ -30,6 +33,8 @@ impl std::str::FromStr for Mode {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub mode: Mode,
+    /// How IPVS virtual servers pick a real server (IPVS mode).
+    pub ipvs_scheduler: ipvs::netlink::Scheduler,
     /// This node's name: endpoints on it are local.
     pub node_name: String,
     /// This node's IP; its family is the family of the services proxied.
@@ -54,6 +59,7 @@ impl Config {
     pub fn new(node_name: &str, node_ip: IpAddr) -> Config {
         Config {
             mode: Mode::Iptables,
+            ipvs_scheduler: ipvs::netlink::Scheduler::RoundRobin,
             node_name: node_name.to_string(),
             node_ip,
             cluster_cidr: None,
@@ -82,6 +88,16 @@ pub fn backend(config: &Config) -> Result<Box<dyn Backend>> {
                 render,
             )))
         }
+        Mode::Ipvs => {
+            let mut ipvs = ipvs::Config::new(config.node_ip);
+            ipvs.scheduler = config.ipvs_scheduler.clone();
+            ipvs.cluster_cidr = config.cluster_cidr;
+            ipvs.masquerade_all = config.masquerade_all;
+            // Load-balancer IPs sit on every node's kube-ipvs0; only the
+            // announcing node may answer ARP for them.
+            ipvs.strict_arp = config.announce_load_balancers;
+            Ok(Box::new(ipvs::Proxier::new(ipvs)?))
+        }
     }
 }
 
@@ -103,6 +119,7 @@ impl Config {
             .with_context(|| format!("--kube-proxy-arg {arg:?} is not key=value"))?;
         match key {
             "proxy-mode" => self.mode = value.parse()?,
+            "ipvs-scheduler" => self.ipvs_scheduler = value.parse().map_err(anyhow::Error::msg)?,
             "hostname-override" => self.node_name = value.trim().to_lowercase(),
             "min-sync-period" => self.min_sync_period = parse_duration(value)?,
             "sync-period" => self.sync_period = parse_duration(value)?,
@@ -231,5 +248,18 @@ mod tests {
         assert!(err.to_string().contains("userspace"), "{err}");
         assert!(config.apply_kube_proxy_arg("v=2").is_err());
         assert!(config.apply_kube_proxy_arg("proxy-mode").is_err());
+    }
+
+    #[test]
+    fn ipvs_mode_and_scheduler_as_kube_proxy_args() {
+        let mut config = Config::new("n1", "192.168.56.11".parse().unwrap());
+        config.apply_kube_proxy_arg("proxy-mode=ipvs").unwrap();
+        config.apply_kube_proxy_arg("ipvs-scheduler=sh").unwrap();
+        assert_eq!(config.mode, Mode::Ipvs);
+        assert_eq!(config.ipvs_scheduler.name(), "sh");
+        let err = config
+            .apply_kube_proxy_arg("ipvs-scheduler=fastest")
+            .unwrap_err();
+        assert!(err.to_string().contains("rr, lc, wrr or sh"), "{err}");
     }
 }

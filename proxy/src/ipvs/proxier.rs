@@ -41,6 +41,10 @@ pub struct Config {
     pub masquerade_all: bool,
     /// The mark bit that asks for masquerading (upstream: 0x4000).
     pub masquerade_mark: u32,
+    /// Answer ARP only for addresses of the asking interface
+    /// (`--ipvs-strict-arp`), so that kube-ipvs0's addresses are not
+    /// claimed on the LAN.
+    pub strict_arp: bool,
 }
 
 impl Config {
@@ -51,6 +55,7 @@ impl Config {
             cluster_cidr: None,
             masquerade_all: false,
             masquerade_mark: 0x4000,
+            strict_arp: false,
         }
     }
 }
@@ -59,7 +64,7 @@ pub struct Proxier {
     ipvs: Ipvs,
     link: DummyLink,
     iptables: Iptables,
-    kernel_release: String,
+    sysctls: Vec<(&'static str, &'static str)>,
     family: Family,
     render: RenderConfig,
     rules: RulesConfig,
@@ -80,7 +85,8 @@ impl Proxier {
             .release()
             .to_string_lossy()
             .into_owned();
-        sysctl::apply(&kernel_release)?;
+        let sysctls = sysctl::settings(&kernel_release, config.strict_arp);
+        sysctl::apply(&sysctls)?;
         let link = DummyLink::ensure(dummy::NAME)?;
         let iptables = Iptables::new(Flavor::detect()?);
         tracing::info!(
@@ -92,7 +98,7 @@ impl Proxier {
             ipvs,
             link,
             iptables,
-            kernel_release,
+            sysctls,
             family,
             render: RenderConfig {
                 scheduler: config.scheduler,
@@ -110,7 +116,7 @@ impl Proxier {
     }
 
     fn full_sync(&mut self, model: &Model) -> Result<Plan> {
-        sysctl::apply(&self.kernel_release)?;
+        sysctl::apply(&self.sysctls)?;
         let wanted = self.programmed.reset(model, &self.render);
         let kernel = self.read_kernel(&wanted)?;
         let plan = self.programmed.reconcile(&kernel);

@@ -9,22 +9,25 @@
 //! - `net/ipv4/vs/conn_reuse_mode=0` on kernels from 4.1 to before 5.9,
 //!   whose mode 1 stalls a reused source port for a second
 //!   (kubernetes#81775, #93297); later kernels keep their default;
-//! - `net/ipv4/ip_forward=1`.
+//! - `net/ipv4/ip_forward=1`;
+//! - with strict ARP, `net/ipv4/conf/all/arp_ignore=1` and `arp_announce=2`:
+//!   the node answers ARP only for addresses of the asking interface, not
+//!   for kube-ipvs0's (upstream's `--ipvs-strict-arp`).
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
-/// Sets what IPVS mode needs, for a kernel of `release` (`uname -r`).
-pub fn apply(release: &str) -> Result<()> {
-    for (name, value) in settings(release) {
+/// Sets `settings` (from [`settings`]).
+pub fn apply(settings: &[(&str, &str)]) -> Result<()> {
+    for (name, value) in settings {
         write(name, value)?;
     }
     Ok(())
 }
 
-/// The settings for a kernel of `release`.
-pub fn settings(release: &str) -> Vec<(&'static str, &'static str)> {
+/// The settings for a kernel of `release` (`uname -r`).
+pub fn settings(release: &str, strict_arp: bool) -> Vec<(&'static str, &'static str)> {
     let mut settings = vec![
         ("net/ipv4/vs/conntrack", "1"),
         ("net/ipv4/vs/expire_nodest_conn", "1"),
@@ -34,6 +37,10 @@ pub fn settings(release: &str) -> Vec<(&'static str, &'static str)> {
     let version = kernel_version(release);
     if ((4, 1)..(5, 9)).contains(&version) {
         settings.push(("net/ipv4/vs/conn_reuse_mode", "0"));
+    }
+    if strict_arp {
+        settings.push(("net/ipv4/conf/all/arp_ignore", "1"));
+        settings.push(("net/ipv4/conf/all/arp_announce", "2"));
     }
     settings
 }
@@ -63,7 +70,7 @@ mod tests {
     #[test]
     fn connection_reuse_is_turned_off_only_where_it_stalls() {
         let has_reuse = |release| {
-            settings(release)
+            settings(release, false)
                 .iter()
                 .any(|(name, _)| *name == "net/ipv4/vs/conn_reuse_mode")
         };
@@ -76,9 +83,20 @@ mod tests {
 
     #[test]
     fn graceful_termination_settings_are_always_there() {
-        let names: Vec<_> = settings("6.1.0").into_iter().map(|(n, _)| n).collect();
+        let names: Vec<_> = settings("6.1.0", false)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         assert!(names.contains(&"net/ipv4/vs/expire_nodest_conn"));
         assert!(names.contains(&"net/ipv4/vs/expire_quiescent_template"));
         assert!(names.contains(&"net/ipv4/vs/conntrack"));
+        assert!(!names.contains(&"net/ipv4/conf/all/arp_ignore"));
+    }
+
+    #[test]
+    fn strict_arp_answers_only_for_the_asking_interface() {
+        let strict = settings("6.1.0", true);
+        assert!(strict.contains(&("net/ipv4/conf/all/arp_ignore", "1")));
+        assert!(strict.contains(&("net/ipv4/conf/all/arp_announce", "2")));
     }
 }
