@@ -15,6 +15,8 @@ mod scale;
 pub mod selector;
 mod services;
 mod strategy;
+#[cfg(test)]
+mod tests;
 mod typed;
 mod update;
 
