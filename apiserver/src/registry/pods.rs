@@ -132,7 +132,7 @@ impl Registry {
             name,
             &check,
             opts,
-            Target::Main,
+            Target::Binding,
             |pod| {
                 if !uid.is_empty() && uid != meta::uid(pod) {
                     return Err(conflict(format!(

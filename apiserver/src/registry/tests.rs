@@ -245,3 +245,34 @@ async fn node_ports_are_not_handed_out_twice_also_after_a_reopen() {
         "the 11 ports of the range are taken: {full}"
     );
 }
+
+#[tokio::test]
+async fn binding_assigns_a_node_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = registry(dir.path()).await;
+    let opts = WriteOptions::default();
+    let created = r
+        .create(res("pods"), Some("default"), pod("p", None), &opts)
+        .await
+        .unwrap();
+    let uid = meta::uid(&created.object.parse()).to_string();
+    let binding = json!({"apiVersion": "v1", "kind": "Binding",
+                         "metadata": {"name": "p", "uid": uid}, "target": {"kind": "Node", "name": "n1"}});
+    r.bind(res("pods"), "default", "p", &binding, &opts)
+        .await
+        .unwrap();
+    let bound = r.get(res("pods"), Some("default"), "p").unwrap().parse();
+    assert_eq!(bound["spec"]["nodeName"], "n1");
+    let scheduled = bound["status"]["conditions"].as_array().unwrap();
+    assert!(
+        scheduled
+            .iter()
+            .any(|c| c["type"] == "PodScheduled" && c["status"] == "True")
+    );
+    let again = r
+        .bind(res("pods"), "default", "p", &binding, &opts)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(again.code, 409, "{again}");
+}
