@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 
 use prost::Message;
 
-pub use definitions::{Definitions, Kind};
+pub use definitions::Definitions;
 pub use model::{Field, Model, Shape, TypeId};
 
 /// The media type kubectl asks for (`Accept`) to get the protobuf form of

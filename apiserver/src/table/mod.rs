@@ -16,8 +16,6 @@ use serde_json::{Value, json};
 
 use crate::resources::Resource;
 
-pub use age::human_duration;
-
 /// A `TableColumnDefinition`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {

@@ -22,7 +22,6 @@ use serde_json::Value;
 use crate::resources::Resource;
 use field::Errors;
 
-pub use names::{dns1123_label, dns1123_subdomain};
 pub(crate) use volume::SOURCES as VOLUME_SOURCES;
 
 /// The kind of a field error; `reason()` is the `StatusCause.reason`.
