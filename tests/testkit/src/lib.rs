@@ -7,12 +7,14 @@ pub mod cri;
 pub mod cri_node;
 pub mod images;
 pub mod kubectl;
+pub mod lab;
 pub mod netns;
 pub mod process;
 pub mod registry;
 pub mod relay;
 pub mod server;
 pub mod service_lab;
+pub mod timings;
 pub mod uml;
 pub mod wait;
 
