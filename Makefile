@@ -1,14 +1,21 @@
 # Paddock — see README.md. Every target runs as root on Debian 12 / Ubuntu.
 SHELL := /bin/bash
+# Rust from rustup (scripts/deps.sh installs it there when cargo is missing).
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 DATA_DIR ?= /var/lib/paddock
 KUBECONFIG_OUT ?= /etc/paddock/kubeconfig.yaml
 
-.PHONY: run test deps test-deps images bench build build-release lint fmt
+.PHONY: run stop test deps test-deps images bench build build-release lint fmt install lab-up lab-down
 
 ## make run: install what is needed, build in release mode, start a one-node cluster
+## (paddock server in the background), wait until its node is Ready
 run: deps build-release
-	scripts/run.sh target/release/paddock
+	DATA_DIR=$(DATA_DIR) KUBECONFIG_OUT=$(KUBECONFIG_OUT) scripts/run.sh target/release/paddock
+
+## make stop: stop what `make run` started (its pods' state stays in DATA_DIR)
+stop:
+	DATA_DIR=$(DATA_DIR) scripts/run.sh --stop
 
 ## make test: install test dependencies, build, and pass the whole suite
 test: test-deps images
@@ -30,6 +37,22 @@ bench: test-deps images build-release
 	target/release/paddock bench runtime --out target/bench/runtime.md
 	target/release/paddock bench proxy --out target/bench/proxy.md
 	target/release/paddock bench apiserver --out target/bench/apiserver.md
+
+## make install: the binary in /usr/local/bin, systemd units for a server (master) and an
+## agent (worker) with their settings in /etc/default/paddock-{server,agent}
+install: deps build-release
+	scripts/install.sh target/release/paddock
+
+## make lab-up: the end-to-end tests' lab in network namespaces of this machine (master
+## 192.168.56.10, workers .11-.13, your "laptop" .1 with the registry), left running;
+## make lab-down removes it (and whatever a killed test run left behind)
+lab-up: test-deps images build-release
+	$(CARGO) build --release -p paddock-testkit --bin paddock-lab
+	target/release/paddock-lab up --paddock target/release/paddock
+
+lab-down:
+	$(CARGO) build --release -p paddock-testkit --bin paddock-lab
+	target/release/paddock-lab down
 
 build:
 	$(CARGO) build --workspace --bins

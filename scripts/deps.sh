@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages Paddock needs, as root, idempotently.
-#   scripts/deps.sh run    what `make run` needs: build tools, iptables, CNI plugins
+#   scripts/deps.sh node   what a node needs to run a built paddock: iptables, CNI plugins
+#   scripts/deps.sh run    what `make run` needs: that, build tools, Rust, kubectl
 #   scripts/deps.sh test   plus what the test suite needs: registry, image tools,
 #                          containerd + runc, UML, and kubectl 1.20.2 beside the installed one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUN_PACKAGES=(build-essential pkg-config protobuf-compiler libseccomp-dev
-  iptables iproute2 ipset conntrack containernetworking-plugins curl)
+NODE_PACKAGES=(iptables iproute2 ipset conntrack containernetworking-plugins curl ca-certificates)
+RUN_PACKAGES=(build-essential pkg-config protobuf-compiler libseccomp-dev "${NODE_PACKAGES[@]}")
 TEST_PACKAGES=(docker-registry skopeo umoci busybox-static jq
   containerd runc crun hyperfine wrk ipvsadm user-mode-linux)
 
-want=("${RUN_PACKAGES[@]}")
-[ "${1:-run}" = test ] && want+=("${TEST_PACKAGES[@]}")
+mode=${1:-run}
+case $mode in
+  node) want=("${NODE_PACKAGES[@]}") ;;
+  run) want=("${RUN_PACKAGES[@]}") ;;
+  test) want=("${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}") ;;
+  *) echo "usage: $0 node|run|test" >&2; exit 2 ;;
+esac
+# kubectl to drive the cluster: Debian's kubernetes-client (1.20.2) if none is installed.
+if [ "$mode" = run ] && ! command -v kubectl >/dev/null && apt-cache show kubernetes-client >/dev/null 2>&1; then
+  want+=(kubernetes-client)
+fi
 
 missing=()
 for p in "${want[@]}"; do
@@ -27,12 +37,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+[ "$mode" = node ] && exit 0
+
+# Rust: rustup's stable toolchain in ~/.cargo (the Makefile puts it on PATH).
+export PATH=$HOME/.cargo/bin:$PATH
 if ! command -v cargo >/dev/null; then
-  echo "cargo is missing: install Rust (https://rustup.rs), then run this again" >&2
-  exit 1
+  echo "installing Rust with rustup"
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy ||
+    { echo "cargo is missing and rustup failed: install Rust (https://rustup.rs), then run this again" >&2; exit 1; }
 fi
 
-if [ "${1:-run}" = test ]; then
+if [ "$mode" = test ]; then
+  command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
   # kubectl 1.20.2, the original lab's client, unpacked privately so it does
   # not replace a newer kubectl on PATH.
   dir=target/tools/kubectl-1.20
@@ -40,8 +56,16 @@ if [ "${1:-run}" = test ]; then
     mkdir -p "$dir"
     (cd "$dir" && apt-get download -qq kubernetes-client && dpkg-deb -x kubernetes-client_*.deb . && rm -f kubernetes-client_*.deb)
   fi
+  # and a current kubectl on PATH
   if ! command -v kubectl >/dev/null; then
-    echo "kubectl (1.32 or newer) is missing from PATH; the suite drives stock kubectl" >&2
+    echo "installing kubectl 1.32 in /usr/local/bin"
+    curl -fsSLo /usr/local/bin/kubectl https://dl.k8s.io/release/v1.32.0/bin/linux/amd64/kubectl &&
+      chmod +x /usr/local/bin/kubectl ||
+      { echo "kubectl (1.32 or newer) is missing from PATH; the suite drives stock kubectl" >&2; exit 1; }
+  fi
+  minor=$(kubectl version --client -o json | jq -r .clientVersion.minor | tr -dc 0-9)
+  if [ "${minor:-0}" -lt 27 ]; then
+    echo "kubectl on PATH is 1.$minor; the suite needs 1.27 or newer there (1.20.2 comes from $dir)" >&2
     exit 1
   fi
 fi
