@@ -1,13 +1,14 @@
 //! The iptables proxier: keeps the kernel's rules equal to the model, one
 //! `iptables-restore` transaction per sync.
 //!
-//! The first sync, and any sync after a failure or after someone flushed
-//! the tables (the canary chain is gone), is a full sync: it reads
-//! `iptables-save` to find stale chains and missing jumps and rewrites
-//! everything the proxy owns. Every other sync is partial and writes only
-//! what changed.
+//! The first sync, any sync after a failure or after someone flushed the
+//! tables (the canary chain is gone), and one an hour, is a full sync: it
+//! reads `iptables-save` to find stale chains and missing jumps and
+//! rewrites everything the proxy owns. Every other sync is partial and
+//! writes only what changed.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -19,12 +20,18 @@ use super::render::{BaseRules, RenderConfig, Table, base_rules};
 use crate::backend::{Backend, SyncReport};
 use crate::model::Model;
 
+/// Even without a reason, everything is rewritten this often (as
+/// upstream), in case something changed the rules behind the proxy's back
+/// without removing the canary.
+pub const FULL_SYNC_PERIOD: Duration = Duration::from_secs(3600);
+
 pub struct Proxier {
     iptables: Iptables,
     config: RenderConfig,
     base: BaseRules,
     applied: Applied,
     needs_full_sync: bool,
+    last_full_sync: Option<Instant>,
 }
 
 impl Proxier {
@@ -35,6 +42,7 @@ impl Proxier {
             config,
             applied: Applied::default(),
             needs_full_sync: true,
+            last_full_sync: None,
         }
     }
 
@@ -64,7 +72,11 @@ impl Proxier {
 
     /// Brings the kernel's rules in line with `model`.
     pub fn sync(&mut self, model: &Model) -> Result<SyncReport> {
-        let full = self.needs_full_sync || self.applied.comments_change(model);
+        let full = self.needs_full_sync
+            || self.applied.comments_change(model)
+            || self
+                .last_full_sync
+                .is_none_or(|t| t.elapsed() > FULL_SYNC_PERIOD);
         let plan = if full {
             let kernel = self.read_kernel()?;
             plan::full(&self.config, &self.base, &self.applied, model, &kernel)
@@ -86,6 +98,9 @@ impl Proxier {
         }
         self.applied.commit(plan);
         self.needs_full_sync = false;
+        if full {
+            self.last_full_sync = Some(Instant::now());
+        }
         Ok(report)
     }
 
