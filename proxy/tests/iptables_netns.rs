@@ -312,3 +312,15 @@ fn the_legacy_flavour_is_detected_and_used() {
     assert!(node.save("iptables-legacy-save").contains(":KUBE-SERVICES"));
     assert!(!node.save("iptables-nft-save").contains("KUBE-SERVICES"));
 }
+
+#[test]
+fn a_pod_reaches_itself_through_its_service() {
+    // Hairpin: without the masquerade mark in KUBE-SEP-*, the pod would see a
+    // packet from itself and answer it locally.
+    let lab = ServiceLab::start(&[2]).unwrap();
+    let mut node = Node::start(&lab);
+    let pod = &lab.node(0).pods[0];
+    node.sync(&[web("web", CLUSTER_IP, &[pod.ip])]);
+    let body = in_netns(&pod.ns, || http_get(cluster_ip(), TIMEOUT)).unwrap();
+    assert_eq!(body, pod.name);
+}

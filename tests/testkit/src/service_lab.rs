@@ -128,6 +128,17 @@ impl Pod {
         let veth = format!("veth{index}");
         node.ns.veth(&veth, &ns, "eth0")?;
         node.ns.attach(&veth, "cbr0")?;
+        // As the CNI bridge plugin's hairpinMode: with br_netfilter, a pod's
+        // packet DNATed back to itself leaves by the port it came in on.
+        node.ns.ip(&[
+            "link",
+            "set",
+            &veth,
+            "type",
+            "bridge_slave",
+            "hairpin",
+            "on",
+        ])?;
         ns.addr_up("eth0", &format!("{ip}/24"))?;
         ns.ip(&["route", "add", "default", "via", &gw.to_string()])?;
 
