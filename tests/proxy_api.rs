@@ -16,7 +16,8 @@ use paddock_testkit::process::Guard;
 use paddock_testkit::relay::Relay;
 use paddock_testkit::server::Server;
 use paddock_testkit::service_lab::{
-    RequestLoop, ServiceLab, evenly_spread, http_get, in_netns, output_in, read_response, tally,
+    RequestLoop, ServiceLab, UdpEcho, evenly_spread, http_get, in_netns, output_in, read_response,
+    tally,
 };
 use paddock_testkit::wait;
 
@@ -395,4 +396,73 @@ fn a_load_balancer_ip_moves_to_another_node_when_its_node_dies() {
     let now = holders(lab);
     assert!(now.contains(&(1 - dead)), "{now:?}");
     eprintln!("took over in {took:?}");
+}
+
+#[test]
+fn a_udp_flow_leaves_a_removed_endpoint_at_once() {
+    let cluster = Cluster::start(&[2]);
+    let lab = &cluster.lab;
+    let _proxy = cluster.proxy(0);
+    let _echoes: Vec<UdpEcho> = lab
+        .pods()
+        .map(|p| UdpEcho::start(&p.ns, 5353, &p.name).unwrap())
+        .collect();
+    cluster.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: dns\n  namespace: default\n\
+         spec:\n  ports:\n  - name: dns\n    port: 53\n    protocol: UDP\n    targetPort: 5353\n",
+    );
+    let udp_slice = |pods: &[(Ipv4Addr, usize)]| {
+        slice("dns", pods).replace(
+            "- name: http\n  port: 80\n  protocol: TCP",
+            "- name: dns\n  port: 5353\n  protocol: UDP",
+        )
+    };
+    let all = pods(lab);
+    cluster.apply(&udp_slice(&all));
+    let service = SocketAddr::new(cluster.cluster_ip("dns").ip(), 53);
+
+    // One socket, so every datagram belongs to the same conntrack flow.
+    let node = &lab.node(0).ns;
+    let socket = in_netns(node, || std::net::UdpSocket::bind("0.0.0.0:0")).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let ask = || -> Option<String> {
+        socket.send_to(b"who", service).ok()?;
+        let mut buf = [0u8; 64];
+        let (n, _) = socket.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let first = wait::until(
+        "the UDP service to answer",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || Ok(ask()),
+    )
+    .unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            ask().as_deref(),
+            Some(first.as_str()),
+            "the flow kept its endpoint"
+        );
+    }
+
+    // Its endpoint goes (the pod itself still answers): the flow's
+    // conntrack entry goes with it, and the next datagram finds the other.
+    let kept: Vec<_> = all
+        .iter()
+        .zip(lab.pods())
+        .filter(|(_, pod)| pod.name != first)
+        .map(|(p, _)| *p)
+        .collect();
+    cluster.apply(&udp_slice(&kept));
+    let moved = wait::until(
+        "the flow to move",
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || Ok(ask().filter(|who| *who != first)),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.log(0)));
+    assert_ne!(moved, first);
 }

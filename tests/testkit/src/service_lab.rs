@@ -296,3 +296,42 @@ impl RequestLoop {
         self.thread.join().expect("the request loop panicked")
     }
 }
+
+/// A UDP server in a namespace answering every datagram with `name`, until
+/// dropped.
+pub struct UdpEcho {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpEcho {
+    pub fn start(ns: &NetNs, port: u16, name: &str) -> Result<UdpEcho> {
+        let socket = in_netns(ns, || std::net::UdpSocket::bind(("0.0.0.0", port)))
+            .with_context(|| format!("binding UDP port {port} in {}", ns.name()))?;
+        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let name = name.to_string();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !stopping.load(Ordering::Relaxed) {
+                if let Ok((_, from)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(name.as_bytes(), from);
+                }
+            }
+        });
+        Ok(UdpEcho {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
