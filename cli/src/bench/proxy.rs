@@ -4,7 +4,8 @@
 //!   tables, render, one `iptables-restore`), against a bare
 //!   `iptables-restore` of the very same input: the floor;
 //! - a one-service change at the largest N (one endpoint replaced): what a
-//!   partial sync costs when the table is big;
+//!   partial sync costs when the table is big, against the least any change
+//!   to that table costs (a rule added and deleted in one transaction);
 //! - the memory of a process holding the model and the proxier's state at
 //!   the largest N.
 //!
@@ -228,14 +229,24 @@ fn full_syncs(flavor: Flavor, services: usize, endpoints: usize, runs: usize) ->
 struct Changes {
     flavor: Flavor,
     services: usize,
-    samples: Vec<Sample>,
+    ours: Vec<Sample>,
+    floor: Vec<Sample>,
 }
+
+/// The least a change can cost: one transaction adding a rule to a hooked
+/// chain and deleting it again (iptables-legacy replaces the whole table;
+/// nf_tables revalidates every chain reachable from the hooks).
+const CHANGE_FLOOR: &str = "*nat\n\
+    -A KUBE-NODEPORTS -m comment --comment paddock-bench-floor -j RETURN\n\
+    -D KUBE-NODEPORTS -m comment --comment paddock-bench-floor -j RETURN\n\
+    COMMIT\n";
 
 fn changes(flavor: Flavor, services: usize, endpoints: usize, count: usize) -> Result<Changes> {
     let mut model = synthetic_model(services, endpoints);
     let ns = scratch()?;
-    let samples = in_netns(&ns, || -> Result<Vec<Sample>> {
-        let mut proxier = Proxier::new(Iptables::new(flavor), render_config());
+    let (ours, floor) = in_netns(&ns, || -> Result<(Vec<Sample>, Vec<Sample>)> {
+        let iptables = Iptables::new(flavor);
+        let mut proxier = Proxier::new(iptables.clone(), render_config());
         // Grow the table by partial syncs: one transaction declaring 60k
         // chains takes iptables-nft many minutes.
         let mut grown = Model::new();
@@ -245,7 +256,7 @@ fn changes(flavor: Flavor, services: usize, endpoints: usize, count: usize) -> R
                 proxier.sync(&grown)?;
             }
         }
-        let mut samples = Vec::with_capacity(count);
+        let (mut ours, mut floor) = (Vec::with_capacity(count), Vec::with_capacity(count));
         for n in 0..count {
             // Service n swaps its first endpoint for a new address.
             let name = ServicePortName::new(&format!("ns{}", n % 100), &format!("svc{n}"), "http");
@@ -263,14 +274,16 @@ fn changes(flavor: Flavor, services: usize, endpoints: usize, count: usize) -> R
                 !report.full && report.services_changed == 1,
                 "unexpected sync: {report:?}"
             );
-            samples.push(sample);
+            ours.push(sample);
+            floor.push(timed(|| iptables.restore(CHANGE_FLOOR))?.1);
         }
-        Ok(samples)
+        Ok((ours, floor))
     })?;
     Ok(Changes {
         flavor,
         services,
-        samples,
+        ours,
+        floor,
     })
 }
 
@@ -372,20 +385,25 @@ impl Report {
         let _ = writeln!(
             out,
             "\n## Proxy: one-service change (one endpoint replaced), partial sync\n\n\
-             | iptables | services | changes | median ms | p99 ms | CPU median ms |\n\
-             |---|---:|---:|---:|---:|---:|"
+             Floor: one transaction adding a rule to KUBE-NODEPORTS and deleting it, \
+             the least any change costs in that table. ms.\n\n\
+             | iptables | services | changes | ours median | ours p99 | floor median | floor p99 | ours CPU | floor CPU |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for c in &self.changes {
-            let s = stats(&c.samples);
+            let (ours, floor) = (stats(&c.ours), stats(&c.floor));
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.1} | {:.1} | {:.1} |",
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
                 c.flavor,
                 c.services,
-                c.samples.len(),
-                s.wall_median,
-                s.wall_p99,
-                s.cpu_median
+                c.ours.len(),
+                ours.wall_median,
+                ours.wall_p99,
+                floor.wall_median,
+                floor.wall_p99,
+                ours.cpu_median,
+                floor.cpu_median
             );
         }
         if let Some((services, kib)) = self.rss {
