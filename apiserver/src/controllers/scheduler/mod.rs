@@ -117,30 +117,32 @@ impl Scheduler {
     /// One pass over the pending pods.
     fn cycle(self: Arc<Self>) {
         let all_pods = self.pods.store().state();
-        let mut snapshot = Snapshot::new(self.nodes.store().state());
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Pods that take room on a node: bound, or being bound by us.
+        let mut placed: Vec<(&Arc<Pod>, String)> = Vec::new();
         let mut pending = Vec::new();
         let mut live = HashSet::new();
         for pod in &all_pods {
             let key = key(pod);
             if let Some(node) = pods::node_name(pod) {
-                state.assumed.remove(&key);
-                state.unschedulable.remove(&key);
+                if !state.assumed.is_empty() {
+                    state.assumed.remove(&key);
+                }
                 if !pods::is_terminal(pod) {
-                    snapshot.add_pod(node, pod, &PodDemand::of(pod));
+                    placed.push((pod, node.to_string()));
                 }
                 continue;
             }
             if !is_ours(pod) || pods::is_terminating(pod) || pods::is_terminal(pod) {
                 continue;
             }
-            live.insert(key.clone());
             match state.assumed.get(&key) {
                 Some((uid, node)) if Some(uid) == pod.metadata.uid.as_ref() => {
-                    snapshot.add_pod(node, pod, &PodDemand::of(pod));
+                    placed.push((pod, node.clone()));
                 }
                 _ => pending.push(pod.clone()),
             }
+            live.insert(key);
         }
         state.assumed.retain(|k, _| live.contains(k));
         state.unschedulable.retain(|k, _| live.contains(k));
@@ -152,6 +154,13 @@ impl Scheduler {
                 .get(&key(pod))
                 .is_none_or(|(until, _)| *until <= now)
         });
+        if pending.is_empty() {
+            return;
+        }
+        let mut snapshot = Snapshot::new(self.nodes.store().state());
+        for (pod, node) in placed {
+            snapshot.add_pod(&node, pod, &PodDemand::of(pod));
+        }
         pending.sort_by_key(|pod| {
             let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
             let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
