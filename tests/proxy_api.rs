@@ -36,7 +36,8 @@ struct Cluster {
 
 impl Cluster {
     fn start(pods_per_node: &[usize]) -> Cluster {
-        let server = Server::start(Path::new(PADDOCK), &[]).unwrap();
+        // The server's load-balancer controller hands out LB_IP.
+        let server = Server::start(Path::new(PADDOCK), &["--lb-pool", &LB_IP.to_string()]).unwrap();
         let lab = ServiceLab::start(pods_per_node).unwrap();
         let api = SocketAddr::from(([127, 0, 0, 1], server.port()));
         let relays = lab

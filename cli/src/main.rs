@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod controllers;
 mod proxy;
 mod runtime;
 mod server;

@@ -51,6 +51,8 @@ pub struct Args {
     /// Seconds of history the revision log keeps for watches.
     #[arg(long, default_value_t = 300, hide = true)]
     compact_retention_seconds: u64,
+    #[command(flatten)]
+    controllers: crate::controllers::Flags,
 }
 
 fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>> {
@@ -80,13 +82,16 @@ pub async fn run(args: Args) -> Result<()> {
         interval: Duration::from_secs(args.compact_interval_seconds.max(1)),
         retention: Duration::from_secs(args.compact_retention_seconds),
     };
+    let controllers = args.controllers.config(config.cluster_cidr);
     let server = Server::start(config).await?;
+    let controllers = tokio::spawn(crate::controllers::run(server.client().await?, controllers));
     let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
     tracing::info!("shutting down");
+    controllers.abort();
     server.shutdown().await;
     Ok(())
 }
