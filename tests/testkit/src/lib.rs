@@ -5,6 +5,7 @@
 
 pub mod cri;
 pub mod cri_node;
+pub mod fake_nodes;
 pub mod images;
 pub mod kubectl;
 pub mod lab;
