@@ -115,7 +115,8 @@ impl Proxier {
         })
     }
 
-    fn full_sync(&mut self, model: &Model) -> Result<Plan> {
+    /// Returns the plan and how many set entries and rules it wrote.
+    fn full_sync(&mut self, model: &Model) -> Result<(Plan, usize)> {
         sysctl::apply(&self.sysctls)?;
         let wanted = self.programmed.reset(model, &self.render);
         let kernel = self.read_kernel(&wanted)?;
@@ -125,17 +126,19 @@ impl Proxier {
         let entries = self.programmed.entries();
         ipset::restore(&ipset::rebuild_script(self.family, &entries))
             .context("rebuilding the ipsets")?;
+        let written: usize = entries.values().map(|e| e.len()).sum();
         let saved = format!(
             "{}{}",
             self.iptables.save("nat")?,
             self.iptables.save("filter")?
         );
         let missing = rules::missing_jumps(&saved);
+        let input = rules::restore_input(&self.rules, &missing);
         self.iptables
-            .restore(&rules::restore_input(&self.rules, &missing))
+            .restore(&input)
             .context("writing the IPVS mode's iptables rules")?;
         self.apply_ipvs_and_addresses(&plan)?;
-        Ok(plan)
+        Ok((plan, written + input.lines().count()))
     }
 
     /// The kernel's virtual servers of our family, the real servers of
@@ -166,12 +169,19 @@ impl Proxier {
         })
     }
 
-    fn partial_sync(&mut self, model: &Model) -> Result<Plan> {
+    /// Returns the plan and how many set entries it changed.
+    fn partial_sync(&mut self, model: &Model) -> Result<(Plan, usize)> {
         let plan = self.programmed.partial(model, &self.render);
         let script = ipset::update_script(self.family, &plan.added_entries, &plan.deleted_entries);
         ipset::restore(&script).context("updating the ipsets")?;
         self.apply_ipvs_and_addresses(&plan)?;
-        Ok(plan)
+        let entries = plan
+            .added_entries
+            .values()
+            .chain(plan.deleted_entries.values())
+            .map(|e| e.len())
+            .sum();
+        Ok((plan, entries))
     }
 
     /// Virtual servers before their addresses appear, after they vanish.
@@ -229,26 +239,20 @@ impl Backend for Proxier {
         // A failed sync leaves the kernel somewhere between two states:
         // the next one starts from what the kernel holds.
         self.needs_full_sync = true;
-        let plan = if full {
+        let (plan, written) = if full {
             self.full_sync(model)?
         } else {
             self.partial_sync(model)?
         };
         let deleted = self.delete_drained()?;
         self.needs_full_sync = false;
-        let entries: usize = plan
-            .added_entries
-            .values()
-            .chain(plan.deleted_entries.values())
-            .map(|e| e.len())
-            .sum();
         Ok(SyncReport {
             full,
             services_changed: plan.services_changed,
             operations: plan.changes.len()
                 + plan.bind.len()
                 + plan.unbind.len()
-                + entries
+                + written
                 + deleted,
         })
     }
