@@ -1,6 +1,6 @@
 # The command agent of a Paddock test VM (run by busybox sh as PID 1).
 # The host drops a script as ID.cmd into the channel directory; the agent
-# runs it in its own session and leaves ID.pid, then ID.out and ID.err, and
+# runs it in its own session, which leaves ID.pid, ID.out and ID.err, and
 # last ID.rc with the exit status. hostfs writes through to the host.
 chan=$1
 mkfifo /run/paddock-vm-idle
@@ -11,9 +11,13 @@ while :; do
 		[ -e "$cmd" ] || continue
 		id=${cmd%.cmd}
 		mv "$cmd" "$id.sh"
+		# The session leader writes ID.pid itself: once it exists, the
+		# session does, and a signal to it reaches the whole script (one
+		# write: the host reads it empty or whole).
 		/bin/sh -c '
-			setsid /bin/sh "$1.sh" < /dev/null > "$1.out" 2> "$1.err" &
-			echo $! > "$1.pid"
+			setsid /bin/sh -c "echo \$\$ > \"\$0.pid\"
+				exec /bin/sh \"\$0.sh\"" "$1" \
+				< /dev/null > "$1.out" 2> "$1.err" &
 			wait $!
 			echo $? > "$1.rc.tmp"
 			mv "$1.rc.tmp" "$1.rc"' run "$id" &
