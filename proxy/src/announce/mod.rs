@@ -150,14 +150,62 @@ impl Announcer {
     }
 }
 
-/// The IPv4 load-balancer IPs of the model's services.
+/// The IPv4 load-balancer IPs this node may announce: those of services
+/// any node can serve, and those of `externalTrafficPolicy: Local`
+/// services only where they have an endpoint on this node (anywhere else
+/// their traffic is dropped), as MetalLB's L2 mode does.
 pub fn load_balancer_ips(model: &crate::model::Model) -> BTreeSet<Ipv4Addr> {
     model
         .services()
+        .filter(|s| !s.port.external_policy_local() || !s.select_endpoints().local.is_empty())
         .flat_map(|s| s.port.load_balancer_ips.iter())
         .filter_map(|ip| match ip {
             IpAddr::V4(ip) => Some(*ip),
             IpAddr::V6(_) => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        Endpoint, Model, Protocol, Service, ServicePort, ServicePortName, TrafficPolicy,
+    };
+
+    fn load_balancer(name: &str, ip: &str, policy: TrafficPolicy, local: bool) -> Service {
+        let mut port = ServicePort::cluster_ip(
+            ServicePortName::new("default", name, "http"),
+            Protocol::Tcp,
+            "10.96.0.9".parse().unwrap(),
+            80,
+        );
+        port.node_port = Some(30080);
+        port.load_balancer_ips = vec![ip.parse().unwrap()];
+        port.external_traffic_policy = policy;
+        let mut endpoint = Endpoint::ready("10.244.1.11".parse().unwrap(), 80);
+        endpoint.local = local;
+        Service::new(port, vec![endpoint])
+    }
+
+    #[test]
+    fn local_policy_ips_are_announced_only_where_an_endpoint_runs() {
+        let model: Model = [
+            load_balancer(
+                "everywhere",
+                "192.168.56.200",
+                TrafficPolicy::Cluster,
+                false,
+            ),
+            load_balancer("here", "192.168.56.201", TrafficPolicy::Local, true),
+            load_balancer("elsewhere", "192.168.56.202", TrafficPolicy::Local, false),
+        ]
+        .into_iter()
+        .collect();
+        let ips: Vec<String> = load_balancer_ips(&model)
+            .iter()
+            .map(|ip| ip.to_string())
+            .collect();
+        assert_eq!(ips, ["192.168.56.200", "192.168.56.201"]);
+    }
 }
