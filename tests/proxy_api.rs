@@ -16,8 +16,8 @@ use paddock_testkit::process::Guard;
 use paddock_testkit::relay::Relay;
 use paddock_testkit::server::Server;
 use paddock_testkit::service_lab::{
-    RequestLoop, ServiceLab, UdpEcho, evenly_spread, http_get, in_netns, output_in, read_response,
-    tally,
+    CLIENT_IP, RequestLoop, ServiceLab, UdpEcho, evenly_spread, http_get, in_netns, output_in,
+    read_response, tally,
 };
 use paddock_testkit::wait;
 
@@ -466,4 +466,114 @@ fn a_udp_flow_leaves_a_removed_endpoint_at_once() {
     )
     .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.log(0)));
     assert_ne!(moved, first);
+}
+
+#[test]
+fn external_traffic_policy_local_keeps_the_client_ip_and_answers_health_checks() {
+    // The service's pods all run on node 1; node 0 has none.
+    let cluster = Cluster::start(&[0, 2]);
+    let lab = &cluster.lab;
+    let _proxy0 = cluster.proxy(0);
+    cluster.apply(&service("web", "  externalTrafficPolicy: Local\n"));
+    cluster.apply(&slice("web", &pods(lab)));
+    set_load_balancer_ip(&cluster, "web");
+    let health_port: u16 = cluster
+        .kubectl
+        .run(&[
+            "get",
+            "service",
+            "web",
+            "-o",
+            "jsonpath={.spec.healthCheckNodePort}",
+        ])
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("the server allocated a health-check node port");
+    // What node `index`'s health-check node port answers the client.
+    let health = |index: usize| -> Option<(String, String)> {
+        let url = format!("http://{}:{health_port}/", lab.node(index).ip);
+        let out = output_in(
+            &lab.client,
+            "curl",
+            &["-sS", "-w", "\n%{http_code}", "--max-time", "2", &url],
+        )
+        .ok()?;
+        let (body, code) = out.rsplit_once('\n')?;
+        Some((code.to_string(), body.to_string()))
+    };
+    let wait_health = |index: usize, code: &str| -> String {
+        wait::until(
+            &format!("node{index}'s health check to say {code}"),
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || {
+                Ok(health(index)
+                    .filter(|(c, _)| c == code)
+                    .map(|(_, body)| body))
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.log(index)))
+    };
+
+    // Node 0 says it cannot serve, and leaves the load-balancer IP to a node
+    // that can: node 1 wins it although it starts later.
+    let body = wait_health(0, "503");
+    assert!(body.contains(r#""localEndpoints":0"#), "{body}");
+    let _proxy1 = cluster.proxy(1);
+    let body = wait_health(1, "200");
+    assert!(body.contains(r#""localEndpoints":2"#), "{body}");
+    let lb = SocketAddr::from((LB_IP, 80));
+    assert!(cluster.wait_answer(&lab.client, lb).starts_with("pod-1-"));
+    let on_eth0 = output_in(
+        &lab.node(1).ns,
+        "ip",
+        &["-4", "addr", "show", "dev", "eth0"],
+    )
+    .unwrap();
+    assert!(on_eth0.contains(&format!("{LB_IP}/32")), "{on_eth0}");
+
+    // Node 1's NodePort serves only its own pods, and they see the client's
+    // own address (no masquerade).
+    let served = tally(&lab.client, cluster.node_port(1), 20).unwrap();
+    assert!(
+        served.keys().all(|pod| pod.starts_with("pod-1-")),
+        "{served:?}"
+    );
+    let held = in_netns(&lab.client, || {
+        let mut stream = TcpStream::connect_timeout(&cluster.node_port(1), TIMEOUT).unwrap();
+        stream.write_all(b"GET / HTTP/1.0\r\n").unwrap();
+        stream
+    });
+    // busybox httpd listens on IPv6 too: its peers read [::ffff:a.b.c.d]:port.
+    let peers: Vec<String> = lab
+        .node(1)
+        .pods
+        .iter()
+        .flat_map(|pod| {
+            let out = output_in(
+                &pod.ns,
+                "ss",
+                &["-Htn", "state", "established", "sport", "=", ":80"],
+            )
+            .unwrap();
+            out.lines()
+                .filter_map(|line| line.split_whitespace().last())
+                .map(|peer| peer.replace("[::ffff:", "").replace(']', ""))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let client = format!("{CLIENT_IP}:{}", held.local_addr().unwrap().port());
+    assert!(
+        peers.contains(&client),
+        "{client} not among the pods' peers {peers:?}"
+    );
+
+    // Node 0's NodePort drops outside traffic: it has no pod to keep the
+    // client's address with.
+    let err = in_netns(&lab.client, || {
+        TcpStream::connect_timeout(&cluster.node_port(0), Duration::from_secs(1))
+    })
+    .expect_err("node 0 served a Local service without local endpoints");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
 }
