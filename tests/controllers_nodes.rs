@@ -1,6 +1,7 @@
 //! Node lifecycle, node IPAM and unschedulable pods against a real `paddock
-//! server --disable-agent` with a short `--node-monitor-grace-period`, and
-//! fake nodes one of which dies.
+//! server --disable-agent` with a short `--node-monitor-grace-period` and
+//! `--default-unreachable-toleration-seconds`, and fake nodes one of which
+//! dies.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -31,7 +32,7 @@ fn live_pods(nodes: &FakeNodes, selector: &str) -> Result<Vec<Pod>> {
         .collect())
 }
 
-const TOLERATING: &str = "apiVersion: apps/v1
+const WEB: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
 spec:
@@ -40,8 +41,6 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      tolerations:
-      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
       containers:
       - {name: web, image: nginx}
 ";
@@ -55,6 +54,8 @@ fn a_node_that_stops_renewing_its_lease_loses_its_pods() -> Result<()> {
             "3s",
             "--node-monitor-period",
             "1s",
+            "--default-unreachable-toleration-seconds",
+            "2",
         ],
     )?;
     let nodes = FakeNodes::start(&server.kubeconfig(), &["w1", "w2", "w3"], true)?;
@@ -77,12 +78,20 @@ fn a_node_that_stops_renewing_its_lease_loses_its_pods() -> Result<()> {
         "{cidrs:?}"
     );
 
-    kubectl.run_with_input(&["apply", "-f", "-"], TOLERATING)?;
-    wait_for("a ready pod on every node", || {
+    kubectl.run_with_input(&["apply", "-f", "-"], WEB)?;
+    let pods = wait_for("a ready pod on every node", || {
         let pods = live_pods(&nodes, "app=web")?;
         let spread: BTreeSet<String> = pods.iter().filter(|p| is_ready(p)).map(node_of).collect();
-        Ok((spread.len() == 3).then_some(()))
+        Ok((spread.len() == 3).then_some(pods))
     })?;
+    let tolerations = kubectl.run(&[
+        "get",
+        "pod",
+        pods[0].metadata.name.as_deref().unwrap_or_default(),
+        "-o",
+        "jsonpath={.spec.tolerations[?(@.key=='node.kubernetes.io/unreachable')].tolerationSeconds}",
+    ])?;
+    assert_eq!(tolerations.trim(), "2", "the server's default toleration");
 
     nodes.kill("w1");
     wait_for("w1 to be NotReady and tainted unreachable", || {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
+use crate::defaults::Admission;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// State lives in `<data_dir>/server/`.
@@ -25,6 +27,8 @@ pub struct Config {
     pub write_kubeconfig: Option<PathBuf>,
     pub disable_agent: bool,
     pub compaction: Compaction,
+    /// What admission adds to pods (default tolerations).
+    pub admission: Admission,
 }
 
 /// How the revision log is compacted.
@@ -60,6 +64,7 @@ impl Config {
             write_kubeconfig: None,
             disable_agent: false,
             compaction: Compaction::default(),
+            admission: Admission::default(),
         }
     }
 

@@ -43,11 +43,14 @@ impl Server {
             SqliteStore::open(&server_dir.join("db").join("state.db"), fields::indexer)
                 .context("opening the store")?,
         );
-        let registry = Arc::new(Registry::new(
-            store,
-            IpAllocator::new(config.service_cidr),
-            PortAllocator::new(config.node_port_range.clone()),
-        ));
+        let registry = Arc::new(
+            Registry::new(
+                store,
+                IpAllocator::new(config.service_cidr),
+                PortAllocator::new(config.node_port_range.clone()),
+            )
+            .with_admission(config.admission),
+        );
         let advertise = advertise_address(&config);
         registry
             .bootstrap(&Bootstrap {

@@ -1,11 +1,13 @@
 //! The controller flags of `paddock server` (upstream kube-controller-manager
-//! names) and starting the controllers beside the apiserver.
+//! names, and kube-apiserver's for how long pods stay on failed nodes) and
+//! starting the controllers beside the apiserver.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ipnet::Ipv4Net;
 use paddock_apiserver::controllers::{self, loadbalancer::LbPool};
+use paddock_apiserver::defaults::Admission;
 
 #[derive(clap::Args)]
 pub struct Flags {
@@ -21,6 +23,15 @@ pub struct Flags {
     /// How often node health is checked.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     node_monitor_period: Duration,
+    /// Seconds a pod stays on a NotReady node before it is evicted, unless
+    /// it tolerates `node.kubernetes.io/not-ready` itself.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(0..))]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds a pod stays on an unreachable node (no Lease renewal) before
+    /// it is evicted, unless it tolerates `node.kubernetes.io/unreachable`
+    /// itself.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(0..))]
+    default_unreachable_toleration_seconds: i64,
     /// Run without the scheduler (pods stay Pending unless something else binds them).
     #[arg(long)]
     disable_scheduler: bool,
@@ -34,6 +45,14 @@ impl Flags {
         config.node_monitor_period = self.node_monitor_period;
         config.disable_scheduler = self.disable_scheduler;
         config
+    }
+
+    /// The default tolerations the apiserver gives pods.
+    pub fn admission(&self) -> Admission {
+        Admission {
+            not_ready_toleration_seconds: self.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds: self.default_unreachable_toleration_seconds,
+        }
     }
 }
 

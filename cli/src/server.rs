@@ -82,6 +82,7 @@ pub async fn run(args: Args) -> Result<()> {
         interval: Duration::from_secs(args.compact_interval_seconds.max(1)),
         retention: Duration::from_secs(args.compact_retention_seconds),
     };
+    config.admission = args.controllers.admission();
     let controllers = args.controllers.config(config.cluster_cidr);
     let server = Server::start(config).await?;
     let controllers = tokio::spawn(crate::controllers::run(server.client().await?, controllers));

@@ -12,15 +12,42 @@ use serde_json::{Map, Value, json};
 
 use crate::resources::Resource;
 
+/// What the admission plugins that have flags add (upstream's
+/// `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// How long pods tolerate the `node.kubernetes.io/not-ready` NoExecute
+    /// taint unless they say otherwise.
+    pub not_ready_toleration_seconds: i64,
+    /// The same for `node.kubernetes.io/unreachable`.
+    pub unreachable_toleration_seconds: i64,
+}
+
+impl Default for Admission {
+    /// Upstream's 300 s.
+    fn default() -> Admission {
+        Admission {
+            not_ready_toleration_seconds: 300,
+            unreachable_toleration_seconds: 300,
+        }
+    }
+}
+
 /// Fills defaults into `obj` in place; called on create and update before
 /// validation. Fields already set (and not `null`) are left alone, so
 /// applying twice changes nothing.
 pub fn apply(res: &Resource, obj: &mut Value) {
+    apply_with(res, obj, &Admission::default());
+}
+
+/// `apply`, with admission settings other than upstream's defaults.
+pub fn apply_with(res: &Resource, obj: &mut Value, admission: &Admission) {
     let Some(obj) = obj.as_object_mut() else {
         return;
     };
     match (res.group, res.kind) {
-        ("", "Pod") => pod::pod(obj),
+        ("", "Pod") => pod::pod(obj, admission),
         ("", "Service") => service::service(obj),
         ("", "Namespace") => core::namespace(obj),
         ("", "Secret") => core::secret(obj),

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{is_unset, mirror_first, object_at, object_entry, objects_in, set_default};
+use super::{Admission, is_unset, mirror_first, object_at, object_entry, objects_in, set_default};
 use crate::validation::VOLUME_SOURCES;
 use crate::validation::quantity::Quantity;
 
@@ -12,14 +12,11 @@ use crate::validation::quantity::Quantity;
 const TERMINATION_GRACE_PERIOD_SECONDS: i64 = 30;
 /// File mode 0644, the default of secret/configMap/downwardAPI/projected volumes.
 const DEFAULT_MODE: i64 = 0o644;
-/// What DefaultTolerationSeconds admission gives pods on not-ready or
-/// unreachable nodes before they are evicted.
-const DEFAULT_TOLERATION_SECONDS: i64 = 300;
 const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
 const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
 
 /// A whole pod: the spec defaults plus what only pods (not templates) get.
-pub(super) fn pod(obj: &mut Map<String, Value>) {
+pub(super) fn pod(obj: &mut Map<String, Value>, admission: &Admission) {
     let Some(spec) = object_entry(obj, "spec") else {
         return;
     };
@@ -28,7 +25,7 @@ pub(super) fn pod(obj: &mut Map<String, Value>) {
     }
     set_default(spec, "enableServiceLinks", true);
     priority(spec);
-    not_ready_tolerations(spec);
+    not_ready_tolerations(spec, admission);
     pod_spec(spec);
     // The ServiceAccount admission plugin.
     if is_unset(spec, "serviceAccountName") {
@@ -230,8 +227,9 @@ fn priority(spec: &mut Map<String, Value>) {
 }
 
 /// DefaultTolerationSeconds admission: tolerate not-ready and unreachable
-/// nodes for 300 s, unless the pod already tolerates them.
-fn not_ready_tolerations(spec: &mut Map<String, Value>) {
+/// nodes for a while (300 s by default), unless the pod already tolerates
+/// them.
+fn not_ready_tolerations(spec: &mut Map<String, Value>, admission: &Admission) {
     if !matches!(
         spec.get("tolerations"),
         None | Some(Value::Null) | Some(Value::Array(_))
@@ -251,13 +249,16 @@ fn not_ready_tolerations(spec: &mut Map<String, Value>) {
         })
     };
     let mut added = Vec::new();
-    for taint in [NOT_READY_TAINT, UNREACHABLE_TAINT] {
+    for (taint, seconds) in [
+        (NOT_READY_TAINT, admission.not_ready_toleration_seconds),
+        (UNREACHABLE_TAINT, admission.unreachable_toleration_seconds),
+    ] {
         if !tolerates(taint) {
             added.push(json!({
                 "key": taint,
                 "operator": "Exists",
                 "effect": "NoExecute",
-                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+                "tolerationSeconds": seconds,
             }));
         }
     }
@@ -315,7 +316,7 @@ fn qos_class(spec: &Map<String, Value>) -> &'static str {
 mod tests {
     use serde_json::json;
 
-    use crate::defaults::apply;
+    use crate::defaults::{Admission, apply, apply_with};
     use crate::resources::lookup;
 
     fn defaulted_pod(pod: Value) -> Value {
@@ -450,6 +451,23 @@ mod tests {
         let pod = defaulted_pod(json!({"spec": {"hostNetwork": true, "containers": [
             {"name": "a", "image": "a:1", "ports": [{"containerPort": 8080}]}]}}));
         assert_eq!(pod["spec"]["containers"][0]["ports"][0]["hostPort"], 8080);
+    }
+
+    #[test]
+    fn toleration_seconds_follow_the_admission_settings() {
+        let admission = Admission {
+            not_ready_toleration_seconds: 7,
+            unreachable_toleration_seconds: 5,
+        };
+        let mut pod = json!({"spec": {"containers": []}});
+        apply_with(lookup("", "v1", "pods").unwrap(), &mut pod, &admission);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 7},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5},
+            ])
+        );
     }
 
     #[test]

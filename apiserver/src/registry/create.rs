@@ -93,7 +93,7 @@ impl Registry {
             "creationTimestamp",
             json!(meta::timestamp(Utc::now())),
         );
-        defaults::apply(res, &mut obj);
+        defaults::apply_with(res, &mut obj, &self.admission);
         strategy::prepare_create(res, &mut obj);
         let errors = validation::validate(res, &obj, None);
         if !errors.is_empty() {

@@ -25,6 +25,7 @@ pub use update::{PatchKind, Target, UpdateCheck};
 use std::sync::Arc;
 
 use crate::alloc::{IpAllocator, PortAllocator};
+use crate::defaults::Admission;
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
 use crate::storage::{Object, Store, StoreError};
@@ -68,6 +69,7 @@ pub struct Registry {
     store: Arc<dyn Store>,
     cluster_ips: IpAllocator,
     node_ports: PortAllocator,
+    admission: Admission,
 }
 
 impl Registry {
@@ -82,9 +84,15 @@ impl Registry {
             store,
             cluster_ips,
             node_ports,
+            admission: Admission::default(),
         };
         registry.restore_allocations();
         registry
+    }
+
+    /// The registry with admission settings other than upstream's defaults.
+    pub fn with_admission(self, admission: Admission) -> Registry {
+        Registry { admission, ..self }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
