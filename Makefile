@@ -37,6 +37,7 @@ bench: test-deps images build-release
 	target/release/paddock bench runtime --out target/bench/runtime.md
 	target/release/paddock bench proxy --out target/bench/proxy.md
 	target/release/paddock bench apiserver --out target/bench/apiserver.md
+	target/release/paddock bench scheduler --out target/bench/scheduler.md
 
 ## make install: the binary in /usr/local/bin, systemd units for a server (master) and an
 ## agent (worker) with their settings in /etc/default/paddock-{server,agent}

@@ -3,6 +3,7 @@
 mod apiserver;
 mod proxy;
 mod runtime;
+mod scheduler;
 
 use anyhow::Result;
 
@@ -23,6 +24,9 @@ enum What {
     /// iptables full syncs against a bare iptables-restore of the same
     /// rules, one-service changes at 10k services, and memory.
     Proxy(proxy::Args),
+    /// 1000 pending pods onto 100 fake nodes, and a 100-replica Deployment
+    /// from create to all pods bound, against an in-process apiserver.
+    Scheduler(scheduler::Args),
     /// Run one OCI bundle to completion with libcontainer, as `runc run`
     /// does (what the lifecycle benchmark times).
     #[command(hide = true)]
@@ -37,5 +41,6 @@ pub fn run(args: Args) -> Result<()> {
         What::Proxy(args) => proxy::run(args),
         What::Apiserver(args) => tokio::runtime::Runtime::new()?.block_on(apiserver::run(args)),
         What::Runtime(args) => tokio::runtime::Runtime::new()?.block_on(runtime::run(args)),
+        What::Scheduler(args) => tokio::runtime::Runtime::new()?.block_on(scheduler::run(args)),
     }
 }

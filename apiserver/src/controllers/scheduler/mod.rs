@@ -38,7 +38,7 @@ use super::pods;
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 /// Binds in flight at once.
-const BINDS_IN_FLIGHT: usize = 32;
+pub const BINDS_IN_FLIGHT: usize = 32;
 /// Pending pods are looked at again at least this often.
 const RETRY: Duration = Duration::from_secs(5);
 /// The first wait after a failed bind; it doubles up to `RETRY`.
@@ -247,7 +247,8 @@ fn is_ours(pod: &Pod) -> bool {
     (name.is_empty() || name == SCHEDULER_NAME) && !gated
 }
 
-async fn bind(client: &Client, pod: &Pod, node: &str) -> Result<()> {
+/// Binds `pod` to `node` through the pod's `binding` subresource.
+pub async fn bind(client: &Client, pod: &Pod, node: &str) -> Result<()> {
     let (namespace, name) = key(pod);
     let binding = json!({
         "apiVersion": "v1",
