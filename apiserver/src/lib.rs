@@ -11,6 +11,7 @@
 //! - `resources`: the catalogue of served resources.
 //! - `validation`, `defaults`, `table`, `patch`, `openapi`: upstream's API
 //!   semantics for the served kinds.
+//! - `protobuf`: Kubernetes protobuf request bodies, decoded into JSON.
 
 pub mod alloc;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod http;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod protobuf;
 pub mod registry;
 pub mod resources;
 mod server;

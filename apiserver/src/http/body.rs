@@ -1,5 +1,5 @@
 //! Request bodies: read up to the limit (3 MiB, like upstream), then
-//! decoded from JSON or YAML into an object.
+//! decoded from JSON, YAML or Kubernetes protobuf into an object.
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -8,6 +8,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 
 use super::negotiate::{BodyFormat, body_format};
+use crate::protobuf;
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
 
@@ -26,20 +27,33 @@ pub async fn read(body: Body) -> ApiResult<Bytes> {
     }
 }
 
-/// Parses a body as JSON or YAML (per `Content-Type`).
+/// Parses a body as JSON, YAML or protobuf (per `Content-Type`).
 pub fn parse(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Value> {
+    parse_optional(headers, bytes)?
+        .ok_or_else(|| ApiError::bad_request("the request body is empty"))
+}
+
+/// Like [`parse`], but an empty body is `None` (a DELETE's options).
+pub fn parse_optional(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Option<Value>> {
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let format = body_format(content_type)?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("the request body is empty"));
+        return Ok(None);
     }
-    match format {
-        BodyFormat::Json => serde_json::from_slice(bytes)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
-        BodyFormat::Yaml => parse_yaml(bytes),
-    }
+    let value = match format {
+        BodyFormat::Json => serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })?,
+        BodyFormat::Yaml => parse_yaml(bytes)?,
+        BodyFormat::Protobuf => protobuf::decode(bytes).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the request body is not a valid protobuf object: {e}"
+            ))
+        })?,
+    };
+    Ok(Some(value))
 }
 
 pub fn parse_yaml(bytes: &[u8]) -> ApiResult<Value> {

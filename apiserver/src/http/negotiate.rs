@@ -87,6 +87,9 @@ pub fn output(accept: Option<&str>) -> ApiResult<Output> {
 pub enum BodyFormat {
     Json,
     Yaml,
+    /// `application/vnd.kubernetes.protobuf`, which kubectl's typed
+    /// clients send (`kubectl create deployment`, …).
+    Protobuf,
 }
 
 /// The body format named by `Content-Type` (JSON when absent).
@@ -97,6 +100,7 @@ pub fn body_format(content_type: Option<&str>) -> ApiResult<BodyFormat> {
     match MediaRange::parse(ct).essence {
         "application/json" | "" => Ok(BodyFormat::Json),
         "application/yaml" | "application/apply-patch+yaml" => Ok(BodyFormat::Yaml),
+        crate::protobuf::CONTENT_TYPE => Ok(BodyFormat::Protobuf),
         _ => Err(ApiError::unsupported_media_type(ct)),
     }
 }
@@ -142,10 +146,9 @@ mod tests {
             BodyFormat::Yaml
         );
         assert_eq!(
-            body_format(Some("application/vnd.kubernetes.protobuf"))
-                .unwrap_err()
-                .code,
-            415
+            body_format(Some("application/vnd.kubernetes.protobuf")).unwrap(),
+            BodyFormat::Protobuf
         );
+        assert_eq!(body_format(Some("application/cbor")).unwrap_err().code, 415);
     }
 }

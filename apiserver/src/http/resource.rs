@@ -274,17 +274,10 @@ async fn patch(call: &Call<'_>, target: Target, bytes: bytes::Bytes) -> ApiResul
     Ok(call.written(written))
 }
 
-fn optional_body(bytes: &[u8]) -> ApiResult<Option<Value>> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(bytes)
-        .map(Some)
-        .map_err(|e| ApiError::bad_request(format!("the DeleteOptions are not valid JSON: {e}")))
-}
-
 async fn delete(call: &Call<'_>, bytes: bytes::Bytes) -> ApiResult<Response> {
-    let opts = call.query.delete_options(optional_body(&bytes)?.as_ref())?;
+    let opts = call
+        .query
+        .delete_options(body::parse_optional(&call.headers, &bytes)?.as_ref())?;
     let deleted = call
         .registry()
         .delete(call.res(), call.namespace(), call.name(), opts)

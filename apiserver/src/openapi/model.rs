@@ -48,6 +48,8 @@ pub struct Field {
 pub struct Model {
     /// Fields of each struct, sorted by name.
     structs: Vec<Vec<Field>>,
+    /// Definition name (`io.k8s.api.core.v1.PodSpec`) → struct.
+    by_name: HashMap<String, TypeId>,
     /// (group, version, kind) → struct.
     kinds: Vec<((&'static str, &'static str, String), TypeId)>,
 }
@@ -82,7 +84,15 @@ impl Model {
                 ))
             })
             .collect();
-        Model { structs, kinds }
+        let by_name = ids
+            .iter()
+            .map(|(name, id)| ((*name).to_owned(), *id))
+            .collect();
+        Model {
+            structs,
+            by_name,
+            kinds,
+        }
     }
 
     /// The struct of `group/version` `kind`.
@@ -91,6 +101,16 @@ impl Model {
             .iter()
             .find(|((g, v, k), _)| *g == group && *v == version && k == kind)
             .map(|(_, id)| *id)
+    }
+
+    /// The struct of an OpenAPI definition.
+    pub fn definition(&self, name: &str) -> Option<TypeId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The fields of a struct, sorted by name.
+    pub fn fields(&self, id: TypeId) -> &[Field] {
+        &self.structs[id.0]
     }
 
     /// The field `name` of a struct.
