@@ -89,24 +89,12 @@ fn walkthrough(k: &Kubectl, dir: &Path) -> Result<()> {
         "{services}"
     );
 
-    if k.version == "1.20" {
-        let out = k.run(&["create", "deployment", "deploy-nginx", "--image=nginx"])?;
-        ensure!(
-            out.contains("deployment.apps/deploy-nginx created"),
-            "{out}"
-        );
-    } else {
-        // kubectl 1.32 sends typed creates as protobuf, which the server
-        // does not decode yet: create the same deployment from a manifest.
-        let manifest = deployment_manifest("nginx")
-            .replace("web", "deploy-nginx")
-            .replace("replicas: 2", "replicas: 1");
-        let out = k.run_with_input(&["create", "-f", "-"], &manifest)?;
-        ensure!(
-            out.contains("deployment.apps/deploy-nginx created"),
-            "{out}"
-        );
-    }
+    // kubectl 1.32 sends this typed create as protobuf, 1.20 as JSON.
+    let out = k.run(&["create", "deployment", "deploy-nginx", "--image=nginx"])?;
+    ensure!(
+        out.contains("deployment.apps/deploy-nginx created"),
+        "{out}"
+    );
     let out = k.run(&["scale", "deployment", "deploy-nginx", "--replicas=3"])?;
     ensure!(out.contains("deployment.apps/deploy-nginx scaled"), "{out}");
     ensure!(
