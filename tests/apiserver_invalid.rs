@@ -283,7 +283,7 @@ fn cases() -> Vec<Case> {
         body: pod().to_string(),
         code: 404,
     });
-    // Protobuf is not a body format the server reads.
+    // A body format the server does not read.
     cases.push(Case {
         what: "unsupported media type".into(),
         path: PODS,
