@@ -445,3 +445,192 @@ fn cascading_deletion_orphan_and_foreground() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn recreate_waits_min_ready_seconds_and_reports_a_missed_deadline() -> Result<()> {
+    let cluster = Cluster::start(false)?;
+    let kubectl = cluster.kubectl();
+    let yaml = |image: &str| {
+        format!(
+            "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: rec}}
+spec:
+  replicas: 2
+  minReadySeconds: 2
+  progressDeadlineSeconds: 3
+  strategy: {{type: Recreate}}
+  selector: {{matchLabels: {{app: rec}}}}
+  template:
+    metadata: {{labels: {{app: rec}}}}
+    spec:
+      containers: [{{name: web, image: {image}}}]
+"
+        )
+    };
+    kubectl.run_with_input(&["apply", "-f", "-"], &yaml("nginx:1.25"))?;
+    let pods = wait::until(
+        "two running pods",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let pods = cluster.pods("app=rec")?;
+            let running = pods
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .count();
+            Ok((running == 2).then_some(pods))
+        },
+    )
+    .map_err(|e| e.context(cluster.log_on_failure()))?;
+    let marked = std::time::Instant::now();
+    for p in &pods {
+        cluster.mark_ready(p);
+    }
+    let mut ready_seen = false;
+    wait::until(
+        "two available replicas",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let s = cluster.deployment("rec")?.status.unwrap_or_default();
+            ready_seen |= s.ready_replicas == Some(2) && s.available_replicas.unwrap_or(0) < 2;
+            Ok((s.available_replicas == Some(2)).then_some(()))
+        },
+    )?;
+    assert!(
+        marked.elapsed() >= Duration::from_millis(1500),
+        "available before minReadySeconds: {:?}",
+        marked.elapsed()
+    );
+    assert!(
+        ready_seen,
+        "never saw ready pods that were not yet available"
+    );
+
+    // Recreate: the old pods are gone before any new one exists.
+    kubectl.run(&["set", "image", "deployment/rec", "web=nginx:1.26"])?;
+    let mut overlap = Vec::new();
+    wait::until(
+        "two new pods",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || {
+            let pods = cluster.pods("app=rec")?;
+            let images: BTreeSet<String> = pods.iter().map(image_of).collect();
+            if images.len() > 1 {
+                overlap.push(
+                    pods.iter()
+                        .map(|p| (image_of(p), node_of(p)))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            Ok(
+                (pods.len() == 2 && images == BTreeSet::from(["nginx:1.26".to_string()]))
+                    .then_some(()),
+            )
+        },
+    )?;
+    assert!(overlap.is_empty(), "old and new pods at once: {overlap:?}");
+
+    // The new pods never become ready: the deadline passes.
+    wait::until(
+        "ProgressDeadlineExceeded",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let d = cluster.deployment("rec")?;
+            let timed_out = d
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| {
+                    c.type_.as_deref() == Some("Progressing")
+                        && c.status.as_deref() == Some("False")
+                        && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+                });
+            Ok(timed_out.then_some(()))
+        },
+    )
+    .map_err(|e| e.context(cluster.log_on_failure()))?;
+    let status = kubectl.output(&["rollout", "status", "deployment/rec", "--timeout=20s"])?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(!status.status.success(), "{said}");
+    assert!(said.contains("exceeded its progress deadline"), "{said}");
+    Ok(())
+}
+
+#[test]
+fn a_replicaset_adopts_matching_orphans_and_releases_relabelled_pods() -> Result<()> {
+    let cluster = Cluster::start(true)?;
+    let kubectl = cluster.kubectl();
+    kubectl.run_with_input(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: stray, labels: {app: adopt}}\nspec:\n  containers: [{name: c, image: nginx}]\n",
+    )?;
+    kubectl.run_with_input(
+        &["apply", "-f", "-"],
+        "apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: adopter}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: adopt}}
+  template:
+    metadata: {labels: {app: adopt}}
+    spec:
+      containers: [{name: c, image: nginx}]
+",
+    )?;
+    let owner_of = |pod: &Pod| {
+        pod.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| o.name.clone())
+    };
+    wait::until(
+        "the stray pod adopted beside one new pod",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let pods = cluster.pods("app=adopt")?;
+            let stray = pods
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some("stray"));
+            Ok((pods.len() == 2
+                && pods
+                    .iter()
+                    .all(|p| owner_of(p).as_deref() == Some("adopter"))
+                && stray.is_some())
+            .then_some(()))
+        },
+    )
+    .map_err(|e| e.context(cluster.log_on_failure()))?;
+
+    // Relabelled out of the selector: released, and replaced.
+    kubectl.run(&["label", "pod", "stray", "app=gone", "--overwrite"])?;
+    wait::until(
+        "the stray pod released and replaced",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let stray = cluster.pods("app=gone")?;
+            let kept = cluster.pods("app=adopt")?;
+            Ok((stray.len() == 1
+                && owner_of(&stray[0]).is_none()
+                && kept.len() == 2
+                && kept
+                    .iter()
+                    .all(|p| owner_of(p).as_deref() == Some("adopter")))
+            .then_some(()))
+        },
+    )?;
+    Ok(())
+}
