@@ -51,7 +51,7 @@ pub async fn run(args: Args) -> Result<()> {
 }
 
 /// SIGTERM or SIGINT.
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
