@@ -69,8 +69,7 @@ impl Cri {
             }))
             .await?;
         let cri = Cri {
-            runtime: RuntimeServiceClient::new(channel.clone())
-                .max_decoding_message_size(16 << 20),
+            runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(16 << 20),
             images: ImageServiceClient::new(channel).max_decoding_message_size(16 << 20),
         };
         let version = cri.version().await?;
@@ -368,7 +367,8 @@ mod tests {
 
     #[test]
     fn not_found_is_seen_through_context() {
-        let e = anyhow::Error::from(tonic::Status::not_found("gone")).context("CRI ContainerStatus x");
+        let e =
+            anyhow::Error::from(tonic::Status::not_found("gone")).context("CRI ContainerStatus x");
         assert!(is_not_found(&e));
         let e = anyhow::Error::from(tonic::Status::internal("boom")).context("CRI");
         assert!(!is_not_found(&e));

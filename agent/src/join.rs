@@ -130,7 +130,10 @@ impl Join<'_> {
                 Ok(()) => break,
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry(e)) => {
-                    tracing::warn!(server = self.server, "waiting for the server to join it, retrying in {delay:?}: {e:#}");
+                    tracing::warn!(
+                        server = self.server,
+                        "waiting for the server to join it, retrying in {delay:?}: {e:#}"
+                    );
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
@@ -221,7 +224,10 @@ impl Join<'_> {
         }))
         .map_err(|e| Failure::Fatal(e.into()))?;
         let request = http::Request::post("/v1-paddock/node-credentials")
-            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.token.full))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token.full),
+            )
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body)
             .map_err(|e| Failure::Fatal(e.into()))?;
@@ -246,10 +252,26 @@ impl Join<'_> {
         std::fs::create_dir_all(self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         write_file(&credentials.ca(), response.ca.as_bytes(), 0o644)?;
-        write_file(&credentials.client_cert(), response.client_cert.as_bytes(), 0o644)?;
-        write_file(&credentials.client_key(), response.client_key.as_bytes(), 0o600)?;
-        write_file(&credentials.serving_cert(), response.serving_cert.as_bytes(), 0o644)?;
-        write_file(&credentials.serving_key(), response.serving_key.as_bytes(), 0o600)?;
+        write_file(
+            &credentials.client_cert(),
+            response.client_cert.as_bytes(),
+            0o644,
+        )?;
+        write_file(
+            &credentials.client_key(),
+            response.client_key.as_bytes(),
+            0o600,
+        )?;
+        write_file(
+            &credentials.serving_cert(),
+            response.serving_cert.as_bytes(),
+            0o644,
+        )?;
+        write_file(
+            &credentials.serving_key(),
+            response.serving_key.as_bytes(),
+            0o600,
+        )?;
         Ok(())
     }
 

@@ -43,7 +43,8 @@ pub struct Reader {
 
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader> {
-        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         Ok(Reader {
             file,
             unfinished: Vec::new(),
@@ -168,13 +169,19 @@ mod tests {
         let (path, _f) = file(LOG);
         let messages = Reader::open(&path).unwrap().read_new().unwrap();
         assert_eq!(messages.len(), 3);
-        assert_eq!(render(&messages, &Options::default()), b"first\nsecond\nthird\n");
+        assert_eq!(
+            render(&messages, &Options::default()),
+            b"first\nsecond\nthird\n"
+        );
         let tail = Options {
             tail_lines: Some(1),
             timestamps: true,
             ..Default::default()
         };
-        assert_eq!(render(&messages, &tail), b"2026-01-01T00:00:03.000000001Z third\n");
+        assert_eq!(
+            render(&messages, &tail),
+            b"2026-01-01T00:00:03.000000001Z third\n"
+        );
         let since = Options {
             since: Some("2026-01-01T00:00:02Z".parse().unwrap()),
             ..Default::default()

@@ -27,9 +27,9 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Metrics {
         let pod_start = Histogram::new(POD_START_BUCKETS);
-        let relist_duration = Histogram::new(
-            [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
-        );
+        let relist_duration = Histogram::new([
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
         let running_pods = Gauge::default();
         let running_containers = Gauge::default();
         let mut registry = Registry::default();
@@ -83,7 +83,10 @@ mod tests {
         metrics.pod_start.observe(0.7);
         metrics.running_pods.set(3);
         let text = metrics.render();
-        assert!(text.contains("kubelet_pod_start_duration_seconds_bucket{le=\"1.0\"} 1"), "{text}");
+        assert!(
+            text.contains("kubelet_pod_start_duration_seconds_bucket{le=\"1.0\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("kubelet_running_pods 3"), "{text}");
     }
 }

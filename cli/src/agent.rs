@@ -104,7 +104,7 @@ pub fn start(
     node_ip: IpAddr,
     data_dir: PathBuf,
     node: NodeArgs,
-) -> Result<impl Future<Output = Result<()>>> {
+) -> Result<impl Future<Output = Result<()>> + use<>> {
     let embedded = node.container_runtime_endpoint.is_none();
     let endpoint = node
         .container_runtime_endpoint
@@ -150,19 +150,27 @@ pub fn start(
 }
 
 /// Paddock's runtime, serving CRI on the agent's socket.
-fn embedded_runtime(config: &Config, node: &NodeArgs) -> Result<impl Future<Output = Result<()>>> {
+fn embedded_runtime(
+    config: &Config,
+    node: &NodeArgs,
+) -> Result<impl Future<Output = Result<()>> + use<>> {
     let runtime_config = paddock_runtime::Config {
         root: config.data_dir.join("runtime"),
         registries: Some(node.private_registry.clone()),
         cni_conf_dir: node.cni_conf_dir.clone(),
         cni_bin_dirs: std::env::split_paths(&node.cni_bin_dir).collect(),
         cgroup_root: node.cgroup_root.clone(),
-        helper_binary: None,
+        ..Default::default()
     };
-    let runtime = Arc::new(paddock_runtime::Runtime::open(runtime_config).context("opening the runtime")?);
+    let runtime =
+        Arc::new(paddock_runtime::Runtime::open(runtime_config).context("opening the runtime")?);
     let listener = paddock_runtime::bind(&config.runtime_endpoint)?;
     tracing::info!(socket = %config.runtime_endpoint.display(), "serving CRI (embedded runtime)");
-    Ok(paddock_runtime::serve(runtime, listener, std::future::pending()))
+    Ok(paddock_runtime::serve(
+        runtime,
+        listener,
+        std::future::pending(),
+    ))
 }
 
 fn labels(pairs: &[String]) -> Result<BTreeMap<String, String>> {

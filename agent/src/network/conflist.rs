@@ -44,7 +44,10 @@ mod tests {
 
     #[test]
     fn a_bridge_network_over_the_pod_cidr() {
-        let rendered = render("10.244.1.0/24".parse().unwrap(), Path::new("/var/lib/paddock/agent/ipam"));
+        let rendered = render(
+            "10.244.1.0/24".parse().unwrap(),
+            Path::new("/var/lib/paddock/agent/ipam"),
+        );
         let list: serde_json::Value = serde_json::from_str(&rendered).unwrap();
         assert_eq!(list["name"], "paddock");
         let plugins: Vec<&str> = list["plugins"]

@@ -8,9 +8,7 @@ use std::net::Ipv4Addr;
 use anyhow::{Context, Result};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol,
-};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 /// `proto 188` in `ip route`: Paddock's pod routes.

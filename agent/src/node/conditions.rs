@@ -40,7 +40,12 @@ pub fn conditions(
 ) -> Vec<NodeCondition> {
     let pressure_condition = |kind: &str, under: bool, ok: (&str, &str), bad: (&str, &str)| {
         let (reason, message) = if under { bad } else { ok };
-        (kind.to_string(), under, reason.to_string(), message.to_string())
+        (
+            kind.to_string(),
+            under,
+            reason.to_string(),
+            message.to_string(),
+        )
     };
     let ready = match runtime_problem {
         None => (
@@ -60,8 +65,14 @@ pub fn conditions(
         pressure_condition(
             "MemoryPressure",
             pressure.memory,
-            ("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available"),
+            (
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
+            (
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            ),
         ),
         pressure_condition(
             "DiskPressure",
@@ -72,8 +83,14 @@ pub fn conditions(
         pressure_condition(
             "PIDPressure",
             pressure.pids,
-            ("KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            ("KubeletHasInsufficientPID", "kubelet has insufficient PID available"),
+            (
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
+            (
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            ),
         ),
         ready,
     ]
@@ -101,7 +118,14 @@ pub fn conditions(
 pub fn changed(a: &[NodeCondition], b: &[NodeCondition]) -> bool {
     let strip = |c: &[NodeCondition]| -> Vec<(String, String, Option<String>, Option<String>)> {
         c.iter()
-            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone()))
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    c.status.clone(),
+                    c.reason.clone(),
+                    c.message.clone(),
+                )
+            })
             .collect()
     };
     strip(a) != strip(b)
@@ -124,7 +148,10 @@ mod tests {
             message: if ok { "" } else { "cni plugin not initialized" }.into(),
         };
         cri::RuntimeStatus {
-            conditions: vec![condition("RuntimeReady", true), condition("NetworkReady", network)],
+            conditions: vec![
+                condition("RuntimeReady", true),
+                condition("NetworkReady", network),
+            ],
         }
     }
 
@@ -138,18 +165,41 @@ mod tests {
         );
         assert_eq!(runtime_problem(Ok(&status(true))), None);
         let down = anyhow::anyhow!("connection refused");
-        assert!(runtime_problem(Err(&down)).unwrap().contains("container runtime is down"));
+        assert!(
+            runtime_problem(Err(&down))
+                .unwrap()
+                .contains("container runtime is down")
+        );
 
-        let c = conditions(Pressure { memory: false, disk: false, pids: false }, Some(&problem), &[], &at(1));
+        let c = conditions(
+            Pressure {
+                memory: false,
+                disk: false,
+                pids: false,
+            },
+            Some(&problem),
+            &[],
+            &at(1),
+        );
         let ready = c.iter().find(|c| c.type_ == "Ready").unwrap();
-        assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("False", Some("KubeletNotReady")));
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("False", Some("KubeletNotReady"))
+        );
         let memory = c.iter().find(|c| c.type_ == "MemoryPressure").unwrap();
-        assert_eq!((memory.status.as_str(), memory.reason.as_deref()), ("False", Some("KubeletHasSufficientMemory")));
+        assert_eq!(
+            (memory.status.as_str(), memory.reason.as_deref()),
+            ("False", Some("KubeletHasSufficientMemory"))
+        );
     }
 
     #[test]
     fn transition_times_hold_while_the_status_does() {
-        let none = Pressure { memory: false, disk: false, pids: false };
+        let none = Pressure {
+            memory: false,
+            disk: false,
+            pids: false,
+        };
         let first = conditions(none, Some("down"), &[], &at(1));
         let second = conditions(none, Some("down"), &first, &at(2));
         let third = conditions(none, None, &second, &at(3));

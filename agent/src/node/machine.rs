@@ -131,8 +131,8 @@ fn meminfo_bytes(meminfo: &str, key: &str) -> Option<u64> {
 /// (total, available) bytes of the filesystem holding `dir`.
 fn disk(dir: &Path) -> Result<(u64, u64)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let fs = nix::sys::statvfs::statvfs(dir)
-        .with_context(|| format!("statvfs {}", dir.display()))?;
+    let fs =
+        nix::sys::statvfs::statvfs(dir).with_context(|| format!("statvfs {}", dir.display()))?;
     let block = fs.fragment_size() as u64;
     Ok((
         fs.blocks() as u64 * block,
@@ -155,7 +155,8 @@ mod tests {
 
     #[test]
     fn meminfo_values_are_bytes() {
-        let meminfo = "MemTotal:       24569856 kB\nMemFree:         1000 kB\nMemAvailable:   2048 kB\n";
+        let meminfo =
+            "MemTotal:       24569856 kB\nMemFree:         1000 kB\nMemAvailable:   2048 kB\n";
         assert_eq!(meminfo_bytes(meminfo, "MemTotal"), Some(24569856 * 1024));
         assert_eq!(meminfo_bytes(meminfo, "MemAvailable"), Some(2048 * 1024));
         assert_eq!(meminfo_bytes(meminfo, "Mem"), None);

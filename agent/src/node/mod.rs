@@ -131,7 +131,11 @@ impl Reporter {
             let ready = conditions
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True");
-            let wait = if ready { self.check_period } else { Duration::from_secs(1) };
+            let wait = if ready {
+                self.check_period
+            } else {
+                Duration::from_secs(1)
+            };
             tokio::time::sleep(wait).await;
         }
     }
@@ -152,7 +156,12 @@ impl Reporter {
         }
     }
 
-    fn record_transitions(&self, before: &[NodeCondition], after: &[NodeCondition], uid: Option<&str>) {
+    fn record_transitions(
+        &self,
+        before: &[NodeCondition],
+        after: &[NodeCondition],
+        uid: Option<&str>,
+    ) {
         for condition in after {
             let was = before.iter().find(|c| c.type_ == condition.type_);
             if was.is_some_and(|w| w.status == condition.status) {
@@ -161,13 +170,15 @@ impl Reporter {
             let reason = match (condition.type_.as_str(), condition.status.as_str()) {
                 ("Ready", "True") => "NodeReady".to_string(),
                 ("Ready", _) => "NodeNotReady".to_string(),
-                _ => condition.reason.clone().unwrap_or_default().replace("Kubelet", "Node"),
+                _ => condition
+                    .reason
+                    .clone()
+                    .unwrap_or_default()
+                    .replace("Kubelet", "Node"),
             };
-            let message = format!(
-                "Node {} status is now: {reason}",
-                self.name
-            );
-            self.events.record(self.reference(uid), Kind::Normal, &reason, message);
+            let message = format!("Node {} status is now: {reason}", self.name);
+            self.events
+                .record(self.reference(uid), Kind::Normal, &reason, message);
         }
     }
 

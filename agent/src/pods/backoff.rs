@@ -89,7 +89,10 @@ mod tests {
         b.next("c", t0);
         // Failed again at t0+1: ten seconds to wait.
         let failed = t0 + S;
-        assert_eq!(b.in_backoff("c", failed, failed + S), Some((10 * S, failed + 10 * S)));
+        assert_eq!(
+            b.in_backoff("c", failed, failed + S),
+            Some((10 * S, failed + 10 * S))
+        );
         assert_eq!(b.in_backoff("c", failed, failed + 10 * S), None);
         b.next("c", failed + 10 * S);
         let failed = failed + 11 * S;
@@ -97,7 +100,10 @@ mod tests {
         for _ in 0..10 {
             b.next("c", failed);
         }
-        assert_eq!(b.in_backoff("c", failed, failed).map(|b| b.0), Some(300 * S));
+        assert_eq!(
+            b.in_backoff("c", failed, failed).map(|b| b.0),
+            Some(300 * S)
+        );
     }
 
     #[test]
@@ -109,7 +115,10 @@ mod tests {
         let much_later = t0 + 700 * S;
         assert_eq!(b.in_backoff("c", much_later, much_later), None);
         b.next("c", much_later);
-        assert_eq!(b.in_backoff("c", much_later, much_later).map(|b| b.0), Some(10 * S));
+        assert_eq!(
+            b.in_backoff("c", much_later, much_later).map(|b| b.0),
+            Some(10 * S)
+        );
     }
 
     #[test]

@@ -63,7 +63,12 @@ impl Lookup {
     }
 
     /// `key` of ConfigMap `name`, or why not.
-    async fn config_map_key(&mut self, name: &str, key: &str, optional: bool) -> Result<Option<String>, ConfigError> {
+    async fn config_map_key(
+        &mut self,
+        name: &str,
+        key: &str,
+        optional: bool,
+    ) -> Result<Option<String>, ConfigError> {
         let namespace = self.namespace.clone();
         match self.config_map(name).await? {
             None if optional => Ok(None),
@@ -78,7 +83,12 @@ impl Lookup {
         }
     }
 
-    async fn secret_key(&mut self, name: &str, key: &str, optional: bool) -> Result<Option<String>, ConfigError> {
+    async fn secret_key(
+        &mut self,
+        name: &str,
+        key: &str,
+        optional: bool,
+    ) -> Result<Option<String>, ConfigError> {
         let namespace = self.namespace.clone();
         match self.secret(name).await? {
             None if optional => Ok(None),
@@ -152,7 +162,11 @@ pub async fn environment(
             match lookup.secret(&r.name).await? {
                 Some(secret) => {
                     for (k, v) in secret_data(secret) {
-                        set(&mut env, format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned());
+                        set(
+                            &mut env,
+                            format!("{prefix}{k}"),
+                            String::from_utf8_lossy(&v).into_owned(),
+                        );
                     }
                 }
                 None if optional => {}
@@ -311,7 +325,11 @@ pub fn resource_field_ref(
     let list = match kind {
         "limits" => resources.and_then(|r| r.limits.as_ref()),
         "requests" => resources.and_then(|r| r.requests.as_ref()),
-        _ => return Err(ConfigError(format!("unsupported container resource: {resource}"))),
+        _ => {
+            return Err(ConfigError(format!(
+                "unsupported container resource: {resource}"
+            )));
+        }
     };
     let set = list.and_then(|l| l.get(name)).map(|q| q.0.as_str());
     let cpu = name == "cpu";
@@ -330,7 +348,9 @@ pub fn resource_field_ref(
         (None, false) => 1,
     };
     if divisor <= 0 {
-        return Err(ConfigError(format!("{resource}: the divisor must be positive")));
+        return Err(ConfigError(format!(
+            "{resource}: the divisor must be positive"
+        )));
     }
     Ok(((value + divisor - 1) / divisor).to_string())
 }
@@ -342,7 +362,11 @@ pub fn service_env(services: &[Service], namespace: &str, links: bool) -> Vec<(S
     for s in services {
         let name = s.metadata.name.as_deref().unwrap_or_default();
         let ns = s.metadata.namespace.as_deref().unwrap_or_default();
-        let ip = s.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()).unwrap_or("");
+        let ip = s
+            .spec
+            .as_ref()
+            .and_then(|s| s.cluster_ip.as_deref())
+            .unwrap_or("");
         if ip.is_empty() || ip == "None" {
             continue;
         }
@@ -352,7 +376,10 @@ pub fn service_env(services: &[Service], namespace: &str, links: bool) -> Vec<(S
     }
     let mut env = Vec::new();
     for (name, s) in chosen {
-        let spec = s.spec.as_ref().expect("services with a cluster IP have a spec");
+        let spec = s
+            .spec
+            .as_ref()
+            .expect("services with a cluster IP have a spec");
         let ip = spec.cluster_ip.clone().unwrap_or_default();
         let prefix = name.to_uppercase().replace('-', "_");
         let ports = spec.ports.as_deref().unwrap_or(&[]);
@@ -363,7 +390,10 @@ pub fn service_env(services: &[Service], namespace: &str, links: bool) -> Vec<(S
         for p in ports {
             if let Some(port_name) = p.name.as_deref().filter(|n| !n.is_empty()) {
                 env.push((
-                    format!("{prefix}_SERVICE_PORT_{}", port_name.to_uppercase().replace('-', "_")),
+                    format!(
+                        "{prefix}_SERVICE_PORT_{}",
+                        port_name.to_uppercase().replace('-', "_")
+                    ),
                     p.port.to_string(),
                 ));
             }
@@ -419,12 +449,24 @@ mod tests {
             ..Default::default()
         };
         let ips = vec!["10.244.0.7".to_string()];
-        let f = Facts { pod_ips: &ips, ..facts() };
+        let f = Facts {
+            pod_ips: &ips,
+            ..facts()
+        };
         assert_eq!(field_ref(&pod, "metadata.name", &f).unwrap(), "web");
-        assert_eq!(field_ref(&pod, "metadata.labels['app']", &f).unwrap(), "web");
-        assert_eq!(field_ref(&pod, "metadata.labels", &f).unwrap(), "app=\"web\"");
+        assert_eq!(
+            field_ref(&pod, "metadata.labels['app']", &f).unwrap(),
+            "web"
+        );
+        assert_eq!(
+            field_ref(&pod, "metadata.labels", &f).unwrap(),
+            "app=\"web\""
+        );
         assert_eq!(field_ref(&pod, "status.podIP", &f).unwrap(), "10.244.0.7");
-        assert_eq!(field_ref(&pod, "status.hostIP", &f).unwrap(), "192.168.56.11");
+        assert_eq!(
+            field_ref(&pod, "status.hostIP", &f).unwrap(),
+            "192.168.56.11"
+        );
         assert!(field_ref(&pod, "spec.nope", &f).is_err());
     }
 
@@ -438,10 +480,22 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(resource_field_ref(&c, "limits.memory", Some("1Mi"), &facts()).unwrap(), "64");
-        assert_eq!(resource_field_ref(&c, "requests.cpu", Some("1m"), &facts()).unwrap(), "250");
-        assert_eq!(resource_field_ref(&c, "requests.cpu", None, &facts()).unwrap(), "1");
-        assert_eq!(resource_field_ref(&c, "limits.cpu", None, &facts()).unwrap(), "2");
+        assert_eq!(
+            resource_field_ref(&c, "limits.memory", Some("1Mi"), &facts()).unwrap(),
+            "64"
+        );
+        assert_eq!(
+            resource_field_ref(&c, "requests.cpu", Some("1m"), &facts()).unwrap(),
+            "250"
+        );
+        assert_eq!(
+            resource_field_ref(&c, "requests.cpu", None, &facts()).unwrap(),
+            "1"
+        );
+        assert_eq!(
+            resource_field_ref(&c, "limits.cpu", None, &facts()).unwrap(),
+            "2"
+        );
     }
 
     fn service(ns: &str, name: &str, ip: &str, port: i32, port_name: Option<&str>) -> Service {
@@ -473,7 +527,8 @@ mod tests {
             service("web", "headless", "None", 80, None),
             service("other", "elsewhere", "10.96.0.30", 80, None),
         ];
-        let env: HashMap<String, String> = service_env(&services, "web", true).into_iter().collect();
+        let env: HashMap<String, String> =
+            service_env(&services, "web", true).into_iter().collect();
         assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.96.0.1");
         assert_eq!(env["KUBERNETES_SERVICE_PORT"], "443");
         assert_eq!(env["KUBERNETES_SERVICE_PORT_HTTPS"], "443");
@@ -483,7 +538,10 @@ mod tests {
         assert_eq!(env["MY_SVC_PORT_80_TCP_PROTO"], "tcp");
         assert!(!env.contains_key("HEADLESS_SERVICE_HOST"));
         assert!(!env.contains_key("ELSEWHERE_SERVICE_HOST"));
-        let env: HashMap<String, String> = service_env(&services, "web", false).into_iter().collect();
-        assert!(env.contains_key("KUBERNETES_SERVICE_HOST") && !env.contains_key("MY_SVC_SERVICE_HOST"));
+        let env: HashMap<String, String> =
+            service_env(&services, "web", false).into_iter().collect();
+        assert!(
+            env.contains_key("KUBERNETES_SERVICE_HOST") && !env.contains_key("MY_SVC_SERVICE_HOST")
+        );
     }
 }

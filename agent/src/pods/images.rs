@@ -52,7 +52,12 @@ impl Puller<'_> {
     ) -> Result<Image, Waiting> {
         let name = c.image.clone().unwrap_or_default();
         if name.is_empty() || name.contains(char::is_whitespace) {
-            return Err(waiting("InvalidImageName", format!("Failed to apply default image tag {name:?}: couldn't parse image name {name:?}: invalid reference format")));
+            return Err(waiting(
+                "InvalidImageName",
+                format!(
+                    "Failed to apply default image tag {name:?}: couldn't parse image name {name:?}: invalid reference format"
+                ),
+            ));
         }
         let policy = c
             .image_pull_policy
@@ -60,12 +65,23 @@ impl Puller<'_> {
             .unwrap_or_else(|| default_policy(&name).to_string());
         let present = match self.cri.image_status(&name).await {
             Ok(present) => present,
-            Err(e) => return Err(waiting("ErrImageInspect", format!("Failed to inspect image {name:?}: {e:#}"))),
+            Err(e) => {
+                return Err(waiting(
+                    "ErrImageInspect",
+                    format!("Failed to inspect image {name:?}: {e:#}"),
+                ));
+            }
         };
         match (policy.as_str(), present) {
             ("Never", None) => {
-                let message = format!("Container image {name:?} is not present with pull policy of Never");
-                self.events.record(reference.clone(), Kind::Warning, "ErrImageNeverPull", message.clone());
+                let message =
+                    format!("Container image {name:?} is not present with pull policy of Never");
+                self.events.record(
+                    reference.clone(),
+                    Kind::Warning,
+                    "ErrImageNeverPull",
+                    message.clone(),
+                );
                 Err(waiting("ErrImageNeverPull", message))
             }
             ("Never" | "IfNotPresent", Some(image)) => {
@@ -92,10 +108,16 @@ impl Puller<'_> {
             && self.backoff.in_backoff(name, *failed, now).is_some()
         {
             let message = format!("Back-off pulling image {name:?}");
-            self.events.record(reference.clone(), Kind::Normal, "BackOff", message.clone());
+            self.events
+                .record(reference.clone(), Kind::Normal, "BackOff", message.clone());
             return Err(waiting("ImagePullBackOff", message));
         }
-        self.events.record(reference.clone(), Kind::Normal, "Pulling", format!("Pulling image {name:?}"));
+        self.events.record(
+            reference.clone(),
+            Kind::Normal,
+            "Pulling",
+            format!("Pulling image {name:?}"),
+        );
         let started = Instant::now();
         let pulled = match self.cri.pull_image(name, sandbox.clone()).await {
             Ok(id) => self.cri.image_status(&id).await.ok().flatten(),
@@ -103,13 +125,22 @@ impl Puller<'_> {
                 self.backoff.next(name, now);
                 self.failures.insert(name.to_string(), SystemTime::now());
                 let message = format!("Failed to pull image {name:?}: {e:#}");
-                self.events.record(reference.clone(), Kind::Warning, "Failed", message.clone());
-                self.events.record(reference.clone(), Kind::Warning, "Failed", "Error: ErrImagePull".into());
+                self.events
+                    .record(reference.clone(), Kind::Warning, "Failed", message.clone());
+                self.events.record(
+                    reference.clone(),
+                    Kind::Warning,
+                    "Failed",
+                    "Error: ErrImagePull".into(),
+                );
                 return Err(waiting("ErrImagePull", message));
             }
         };
         let Some(image) = pulled else {
-            return Err(waiting("ErrImagePull", format!("image {name:?} is not there after its pull")));
+            return Err(waiting(
+                "ErrImagePull",
+                format!("image {name:?} is not there after its pull"),
+            ));
         };
         self.failures.remove(name);
         let took = started.elapsed().as_secs_f64();

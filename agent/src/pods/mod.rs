@@ -12,8 +12,8 @@ mod pleg;
 mod probe;
 mod probes;
 mod spec;
-pub mod state;
 mod start;
+pub mod state;
 mod status;
 mod stop;
 mod volumes;
@@ -37,7 +37,6 @@ use crate::config::Timing;
 use crate::cri::Cri;
 use crate::events::Recorder;
 use crate::metrics::Metrics;
-
 
 /// What every pod worker shares.
 pub struct Context {
@@ -155,10 +154,17 @@ fn dispatch(ctx: &Arc<Context>, workers: &mut HashMap<String, Handle>, pod: Arc<
 }
 
 /// Workers that remove what the runtime runs for pods not bound here.
-fn clean_orphans(ctx: &Arc<Context>, workers: &mut HashMap<String, Handle>, in_runtime: &HashSet<String>) {
+fn clean_orphans(
+    ctx: &Arc<Context>,
+    workers: &mut HashMap<String, Handle>,
+    in_runtime: &HashSet<String>,
+) {
     for uid in in_runtime {
         if !workers.contains_key(uid) {
-            tracing::info!(uid, "removing the containers of a pod no longer bound to this node");
+            tracing::info!(
+                uid,
+                "removing the containers of a pod no longer bound to this node"
+            );
             workers.insert(uid.clone(), spawn(ctx, uid.clone(), None));
         }
     }
@@ -191,7 +197,10 @@ fn remember(ctx: &Context, pod: &Arc<Pod>) {
 
 fn forget(ctx: &Context, pod: &Pod) {
     let mut pods = ctx.pods.lock().expect("pods lock");
-    if pods.get(&key(pod)).is_some_and(|p| p.metadata.uid == pod.metadata.uid) {
+    if pods
+        .get(&key(pod))
+        .is_some_and(|p| p.metadata.uid == pod.metadata.uid)
+    {
         pods.remove(&key(pod));
     }
 }

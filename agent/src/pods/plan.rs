@@ -66,7 +66,8 @@ pub fn plan(
     if let Some(attempt) = sandbox_needed(spec, state) {
         if policy == "Never" && attempt != 0 && !state.containers.is_empty() {
             // The sandbox died after the containers ran: the pod is over.
-            plan.kill_pod = state.sandboxes.iter().any(|s| s.ready) || state.running().next().is_some();
+            plan.kill_pod =
+                state.sandboxes.iter().any(|s| s.ready) || state.running().next().is_some();
             return plan;
         }
         plan.kill_pod = !state.sandboxes.is_empty();
@@ -91,7 +92,10 @@ pub fn plan(
     // as done once running, and are kept running.
     for c in init {
         let sidecar = c.restart_policy.as_deref() == Some("Always");
-        match state.latest(&c.name).map(|l| (l.state, l.exit_code, l.id.clone())) {
+        match state
+            .latest(&c.name)
+            .map(|l| (l.state, l.exit_code, l.id.clone()))
+        {
             Some((State::Running, ..)) if sidecar => {}
             Some((State::Running, ..)) => return plan,
             Some((State::Exited, 0, _)) if !sidecar => {}
@@ -111,7 +115,9 @@ pub fn plan(
         let latest = state.latest(&c.name);
         match latest {
             Some(l) if l.running() => {
-                let reason = if hashes.get(&c.name).is_some_and(|h| !l.hash.is_empty() && *h != l.hash)
+                let reason = if hashes
+                    .get(&c.name)
+                    .is_some_and(|h| !l.hash.is_empty() && *h != l.hash)
                 {
                     Some(KillReason::SpecChanged)
                 } else {
@@ -227,7 +233,11 @@ mod tests {
             attempt,
             ready,
             created_at: i64::from(attempt),
-            ips: if ready { vec!["10.244.0.5".into()] } else { vec![] },
+            ips: if ready {
+                vec!["10.244.0.5".into()]
+            } else {
+                vec![]
+            },
         }
     }
 
@@ -274,7 +284,10 @@ mod tests {
 
     #[test]
     fn a_new_pod_gets_a_sandbox_and_its_first_init_container() {
-        let p = run(&spec("Always", &["init1", "init2"], &["app"]), &PodState::default());
+        let p = run(
+            &spec("Always", &["init1", "init2"], &["app"]),
+            &PodState::default(),
+        );
         assert_eq!(p.create_sandbox, Some(0));
         assert!(!p.kill_pod);
         assert_eq!(starts(&p), ["init1"]);
@@ -285,31 +298,55 @@ mod tests {
     #[test]
     fn init_containers_run_in_order_then_the_app_containers() {
         let s = spec("Always", &["init1", "init2"], &["app"]);
-        let running = state(vec![sandbox(0, true)], vec![instance("init1", 0, State::Running, 0)]);
+        let running = state(
+            vec![sandbox(0, true)],
+            vec![instance("init1", 0, State::Running, 0)],
+        );
         assert_eq!(run(&s, &running), Plan::default());
-        let first_done = state(vec![sandbox(0, true)], vec![instance("init1", 0, State::Exited, 0)]);
+        let first_done = state(
+            vec![sandbox(0, true)],
+            vec![instance("init1", 0, State::Exited, 0)],
+        );
         assert_eq!(starts(&run(&s, &first_done)), ["init2"]);
         let all_done = state(
             vec![sandbox(0, true)],
-            vec![instance("init1", 0, State::Exited, 0), instance("init2", 0, State::Exited, 0)],
+            vec![
+                instance("init1", 0, State::Exited, 0),
+                instance("init2", 0, State::Exited, 0),
+            ],
         );
         assert_eq!(starts(&run(&s, &all_done)), ["app"]);
     }
 
     #[test]
     fn a_failed_init_container_retries_unless_the_policy_is_never() {
-        let failed = state(vec![sandbox(0, true)], vec![instance("init1", 0, State::Exited, 1)]);
-        assert_eq!(starts(&run(&spec("Always", &["init1"], &["app"]), &failed)), ["init1"]);
+        let failed = state(
+            vec![sandbox(0, true)],
+            vec![instance("init1", 0, State::Exited, 1)],
+        );
+        assert_eq!(
+            starts(&run(&spec("Always", &["init1"], &["app"]), &failed)),
+            ["init1"]
+        );
         let p = run(&spec("Never", &["init1"], &["app"]), &failed);
         assert!(p.kill_pod && p.start.is_empty());
     }
 
     #[test]
     fn exited_containers_restart_per_policy() {
-        let ok = state(vec![sandbox(0, true)], vec![instance("app", 0, State::Exited, 0)]);
-        let failed = state(vec![sandbox(0, true)], vec![instance("app", 0, State::Exited, 1)]);
+        let ok = state(
+            vec![sandbox(0, true)],
+            vec![instance("app", 0, State::Exited, 0)],
+        );
+        let failed = state(
+            vec![sandbox(0, true)],
+            vec![instance("app", 0, State::Exited, 1)],
+        );
         assert_eq!(starts(&run(&spec("Always", &[], &["app"]), &ok)), ["app"]);
-        assert_eq!(starts(&run(&spec("OnFailure", &[], &["app"]), &failed)), ["app"]);
+        assert_eq!(
+            starts(&run(&spec("OnFailure", &[], &["app"]), &failed)),
+            ["app"]
+        );
         let p = run(&spec("OnFailure", &[], &["app"]), &ok);
         assert!(p.start.is_empty() && p.kill_pod, "done: the sandbox goes");
         let p = run(&spec("Never", &[], &["app"]), &failed);
@@ -319,18 +356,27 @@ mod tests {
     #[test]
     fn a_dead_sandbox_is_replaced_and_everything_starts_over() {
         let s = spec("Always", &[], &["app"]);
-        let dead = state(vec![sandbox(0, false)], vec![instance("app", 0, State::Exited, 137)]);
+        let dead = state(
+            vec![sandbox(0, false)],
+            vec![instance("app", 0, State::Exited, 137)],
+        );
         let p = run(&s, &dead);
         assert_eq!((p.kill_pod, p.create_sandbox), (true, Some(1)));
         assert_eq!(starts(&p), ["app"]);
         let p = run(&spec("Never", &[], &["app"]), &dead);
-        assert_eq!(p.create_sandbox, None, "a Never pod is over when its sandbox dies");
+        assert_eq!(
+            p.create_sandbox, None,
+            "a Never pod is over when its sandbox dies"
+        );
     }
 
     #[test]
     fn unhealthy_or_changed_containers_are_killed_and_restarted() {
         let s = spec("Always", &[], &["app"]);
-        let running = state(vec![sandbox(0, true)], vec![instance("app", 0, State::Running, 0)]);
+        let running = state(
+            vec![sandbox(0, true)],
+            vec![instance("app", 0, State::Running, 0)],
+        );
         let unhealthy = HashMap::from([("app-0".to_string(), KillReason::LivenessFailed)]);
         let hashes = HashMap::from([("app".to_string(), "h".to_string())]);
         let p = plan(&s, &running, &hashes, &unhealthy);

@@ -38,17 +38,28 @@ pub async fn run(cri: Cri, period: Duration, metrics: Metrics, tx: mpsc::Sender<
                 continue;
             }
         };
-        metrics.relist_duration.observe(started.elapsed().as_secs_f64());
+        metrics
+            .relist_duration
+            .observe(started.elapsed().as_secs_f64());
         let states = current.values().flatten().map(|(_, state)| *state);
         let ready = cri::PodSandboxState::SandboxReady as i32;
         let running = CONTAINER + cri::ContainerState::ContainerRunning as i32;
-        metrics.running_pods.set(states.clone().filter(|s| *s == ready).count() as i64);
-        metrics.running_containers.set(states.filter(|s| *s == running).count() as i64);
+        metrics
+            .running_pods
+            .set(states.clone().filter(|s| *s == ready).count() as i64);
+        metrics
+            .running_containers
+            .set(states.filter(|s| *s == running).count() as i64);
         let changed = current
             .iter()
             .filter(|(uid, state)| previous.get(*uid) != Some(state))
             .map(|(uid, _)| uid.clone())
-            .chain(previous.keys().filter(|uid| !current.contains_key(*uid)).cloned())
+            .chain(
+                previous
+                    .keys()
+                    .filter(|uid| !current.contains_key(*uid))
+                    .cloned(),
+            )
             .collect();
         let relist = Relist {
             all: current.keys().cloned().collect(),
@@ -66,7 +77,9 @@ async fn snapshot(cri: &Cri) -> anyhow::Result<HashMap<String, Vec<(String, i32)
     let mut pods: HashMap<String, Vec<(String, i32)>> = HashMap::new();
     for sandbox in cri.list_sandboxes(HashMap::new()).await? {
         if let Some(uid) = sandbox.labels.get(labels::POD_UID) {
-            pods.entry(uid.clone()).or_default().push((sandbox.id, sandbox.state));
+            pods.entry(uid.clone())
+                .or_default()
+                .push((sandbox.id, sandbox.state));
         }
     }
     for container in cri.list_containers(HashMap::new()).await? {

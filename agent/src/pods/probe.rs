@@ -51,7 +51,10 @@ pub async fn run(probe: &Probe, target: &Target<'_>) -> Outcome {
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(outcome) => outcome,
-        Err(_) => Err(format!("timeout: the probe took longer than {}s", timeout.as_secs())),
+        Err(_) => Err(format!(
+            "timeout: the probe took longer than {}s",
+            timeout.as_secs()
+        )),
     }
 }
 
@@ -80,7 +83,10 @@ pub async fn hook(handler: &LifecycleHandler, target: &Target<'_>, timeout: Dura
 }
 
 async fn http_action(get: &HTTPGetAction, target: &Target<'_>) -> Outcome {
-    let host = get.host.clone().unwrap_or_else(|| target.pod_ip.to_string());
+    let host = get
+        .host
+        .clone()
+        .unwrap_or_else(|| target.pod_ip.to_string());
     let port = port(&get.port, target.container).map_err(|e| e.to_string())?;
     let headers: Vec<(String, String)> = get
         .http_headers
@@ -99,7 +105,10 @@ async fn http_action(get: &HTTPGetAction, target: &Target<'_>) -> Outcome {
 }
 
 async fn tcp_action(tcp: &TCPSocketAction, target: &Target<'_>) -> Outcome {
-    let host = tcp.host.clone().unwrap_or_else(|| target.pod_ip.to_string());
+    let host = tcp
+        .host
+        .clone()
+        .unwrap_or_else(|| target.pod_ip.to_string());
     let port = port(&tcp.port, target.container).map_err(|e| e.to_string())?;
     TcpStream::connect((host.as_str(), port))
         .await
@@ -140,7 +149,12 @@ pub fn port(port: &IntOrString, container: &Container) -> Result<u16> {
                 .flatten()
                 .find(|p| p.name.as_deref() == Some(name.as_str()))
                 .and_then(|p| u16::try_from(p.container_port).ok())
-                .with_context(|| format!("couldn't find port {name:?} in container {:?}", container.name))
+                .with_context(|| {
+                    format!(
+                        "couldn't find port {name:?} in container {:?}",
+                        container.name
+                    )
+                })
         }
     }
 }
@@ -227,7 +241,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -236,7 +255,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -327,9 +351,19 @@ mod tests {
             }
         });
         let host = addr.ip().to_string();
-        assert!(http_probe(&host, addr.port(), "/", false, &[]).await.is_ok());
-        assert!(http_probe(&host, addr.port(), "/", false, &[]).await.is_ok());
-        let err = http_probe(&host, addr.port(), "/", false, &[]).await.unwrap_err();
+        assert!(
+            http_probe(&host, addr.port(), "/", false, &[])
+                .await
+                .is_ok()
+        );
+        assert!(
+            http_probe(&host, addr.port(), "/", false, &[])
+                .await
+                .is_ok()
+        );
+        let err = http_probe(&host, addr.port(), "/", false, &[])
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("statuscode: 500"), "{err}");
     }
 }

@@ -55,7 +55,11 @@ pub fn log_directory(pod: &Pod, pod_log_dir: &Path) -> String {
 pub fn qos_class(spec: &PodSpec) -> &'static str {
     let mut any = false;
     let mut guaranteed = true;
-    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
         let r = c.resources.as_ref();
         let requests = r.and_then(|r| r.requests.as_ref());
         let limits = r.and_then(|r| r.limits.as_ref());
@@ -113,12 +117,16 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, node: &NodeSettings<'_>) -> cri::
             host_ip: p.host_ip.clone().unwrap_or_default(),
         })
         .collect();
-    let privileged = spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| {
-        c.security_context
-            .as_ref()
-            .and_then(|s| s.privileged)
-            .unwrap_or(false)
-    });
+    let privileged = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .any(|c| {
+            c.security_context
+                .as_ref()
+                .and_then(|s| s.privileged)
+                .unwrap_or(false)
+        });
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: name(pod).into(),
@@ -142,8 +150,12 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, node: &NodeSettings<'_>) -> cri::
             cgroup_parent: cgroup_parent(pod, node.cgroup_root),
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespace_options(spec)),
-                run_as_user: sc.and_then(|s| s.run_as_user).map(|value| cri::Int64Value { value }),
-                run_as_group: sc.and_then(|s| s.run_as_group).map(|value| cri::Int64Value { value }),
+                run_as_user: sc
+                    .and_then(|s| s.run_as_user)
+                    .map(|value| cri::Int64Value { value }),
+                run_as_group: sc
+                    .and_then(|s| s.run_as_group)
+                    .map(|value| cri::Int64Value { value }),
                 supplemental_groups: supplemental_groups(spec),
                 privileged,
                 seccomp: sc.and_then(|s| s.seccomp_profile.as_ref()).map(seccomp),
@@ -168,7 +180,10 @@ fn hostname(pod: &Pod) -> String {
     if spec.host_network == Some(true) {
         return String::new();
     }
-    let name = spec.hostname.clone().unwrap_or_else(|| name(pod).to_string());
+    let name = spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| name(pod).to_string());
     let mut name: String = name.chars().take(63).collect();
     while name.ends_with(['-', '.']) {
         name.pop();
@@ -260,8 +275,10 @@ pub fn dns_config(pod: &Pod, node: &NodeSettings<'_>) -> cri::DnsConfig {
         _ => host,
     };
     if let Some(extra) = &spec.dns_config {
-        dns.servers.extend(extra.nameservers.iter().flatten().cloned());
-        dns.searches.extend(extra.searches.iter().flatten().cloned());
+        dns.servers
+            .extend(extra.nameservers.iter().flatten().cloned());
+        dns.searches
+            .extend(extra.searches.iter().flatten().cloned());
         for option in extra.options.iter().flatten() {
             let name = option.name.clone().unwrap_or_default();
             dns.options
@@ -357,12 +374,18 @@ pub fn container_config(pod: &Pod, input: ContainerInputs<'_>) -> cri::Container
     };
     let labels = HashMap::from([
         (labels::POD_NAME.to_string(), name(pod).to_string()),
-        (labels::POD_NAMESPACE.to_string(), namespace(pod).to_string()),
+        (
+            labels::POD_NAMESPACE.to_string(),
+            namespace(pod).to_string(),
+        ),
         (labels::POD_UID.to_string(), uid(pod).to_string()),
         (labels::CONTAINER_NAME.to_string(), c.name.clone()),
     ]);
     let annotations = HashMap::from([
-        (labels::RESTART_COUNT.to_string(), input.restart_count.to_string()),
+        (
+            labels::RESTART_COUNT.to_string(),
+            input.restart_count.to_string(),
+        ),
         (labels::CONTAINER_HASH.to_string(), container_hash(c)),
         (
             labels::TERMINATION_MESSAGE_PATH.to_string(),
@@ -370,7 +393,9 @@ pub fn container_config(pod: &Pod, input: ContainerInputs<'_>) -> cri::Container
         ),
         (
             labels::GRACE_PERIOD.to_string(),
-            spec.termination_grace_period_seconds.unwrap_or(30).to_string(),
+            spec.termination_grace_period_seconds
+                .unwrap_or(30)
+                .to_string(),
         ),
     ]);
     cri::ContainerConfig {
@@ -419,7 +444,9 @@ pub fn termination_message_path(c: &Container) -> &str {
 /// CPU shares and quota, memory limit and OOM score, as upstream.
 fn resources(c: &Container, qos: &str) -> cri::LinuxContainerResources {
     let r = c.resources.as_ref();
-    let get = |list: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    let get = |list: Option<
+        &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
                name: &str| list.and_then(|l| l.get(name)).map(|q| q.0.clone());
     let requests = r.and_then(|r| r.requests.as_ref());
     let limits = r.and_then(|r| r.limits.as_ref());
@@ -467,7 +494,10 @@ const READONLY_PATHS: &[&str] = &[
 ];
 
 /// The container's security context over the pod's.
-fn security_context(spec: &PodSpec, sc: Option<&SecurityContext>) -> cri::LinuxContainerSecurityContext {
+fn security_context(
+    spec: &PodSpec,
+    sc: Option<&SecurityContext>,
+) -> cri::LinuxContainerSecurityContext {
     let pod = spec.security_context.as_ref();
     let privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
     let unmasked = sc.and_then(|s| s.proc_mount.as_deref()) == Some("Unmasked");
@@ -495,7 +525,9 @@ fn security_context(spec: &PodSpec, sc: Option<&SecurityContext>) -> cri::LinuxC
             .and_then(|s| s.run_as_group)
             .or_else(|| pod.and_then(|p| p.run_as_group))
             .map(|value| cri::Int64Value { value }),
-        readonly_rootfs: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+        readonly_rootfs: sc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
         supplemental_groups: supplemental_groups(spec),
         no_new_privs: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
         masked_paths: paths(MASKED_PATHS),
@@ -570,9 +602,16 @@ mod tests {
         }
     }
 
-    fn resources(requests: &[(&str, &str)], limits: &[(&str, &str)]) -> Option<ResourceRequirements> {
+    fn resources(
+        requests: &[(&str, &str)],
+        limits: &[(&str, &str)],
+    ) -> Option<ResourceRequirements> {
         let list = |l: &[(&str, &str)]| {
-            (!l.is_empty()).then(|| l.iter().map(|(k, v)| (k.to_string(), Quantity(v.to_string()))).collect())
+            (!l.is_empty()).then(|| {
+                l.iter()
+                    .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                    .collect()
+            })
         };
         Some(ResourceRequirements {
             requests: list(requests),
@@ -586,7 +625,15 @@ mod tests {
         let p = pod(PodSpec::default());
         let dns = dns_config(&p, &node(Some("10.96.0.10")));
         assert_eq!(dns.servers, ["10.96.0.10"]);
-        assert_eq!(dns.searches, ["shop.svc.cluster.local", "svc.cluster.local", "cluster.local", "lab"]);
+        assert_eq!(
+            dns.searches,
+            [
+                "shop.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+                "lab"
+            ]
+        );
         assert_eq!(dns.options, ["ndots:5"]);
         // Without a cluster DNS, the node's.
         let dns = dns_config(&p, &node(None));
@@ -625,11 +672,23 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(qos_class(&spec(None)), "BestEffort");
-        let guaranteed = resources(&[("cpu", "1"), ("memory", "1Gi")], &[("cpu", "1"), ("memory", "1Gi")]);
+        let guaranteed = resources(
+            &[("cpu", "1"), ("memory", "1Gi")],
+            &[("cpu", "1"), ("memory", "1Gi")],
+        );
         assert_eq!(qos_class(&spec(guaranteed.clone())), "Guaranteed");
-        assert_eq!(qos_class(&spec(resources(&[("cpu", "100m")], &[]))), "Burstable");
-        assert_eq!(cgroup_parent(&pod(spec(None)), "/paddock/"), "/paddock/kubepods/besteffort/podu1");
-        assert_eq!(cgroup_parent(&pod(spec(guaranteed)), "/paddock"), "/paddock/kubepods/podu1");
+        assert_eq!(
+            qos_class(&spec(resources(&[("cpu", "100m")], &[]))),
+            "Burstable"
+        );
+        assert_eq!(
+            cgroup_parent(&pod(spec(None)), "/paddock/"),
+            "/paddock/kubepods/besteffort/podu1"
+        );
+        assert_eq!(
+            cgroup_parent(&pod(spec(guaranteed)), "/paddock"),
+            "/paddock/kubepods/podu1"
+        );
     }
 
     #[test]
@@ -639,10 +698,21 @@ mod tests {
             ..Default::default()
         };
         let r = super::resources(&c, "Burstable");
-        assert_eq!((r.cpu_shares, r.cpu_quota, r.cpu_period), (256, 50_000, 100_000));
+        assert_eq!(
+            (r.cpu_shares, r.cpu_quota, r.cpu_period),
+            (256, 50_000, 100_000)
+        );
         assert_eq!(r.memory_limit_in_bytes, 64 << 20);
         let r = super::resources(&Container::default(), "BestEffort");
-        assert_eq!((r.cpu_shares, r.cpu_quota, r.memory_limit_in_bytes, r.oom_score_adj), (2, 0, 0, 1000));
+        assert_eq!(
+            (
+                r.cpu_shares,
+                r.cpu_quota,
+                r.memory_limit_in_bytes,
+                r.oom_score_adj
+            ),
+            (2, 0, 0, 1000)
+        );
     }
 
     #[test]
@@ -675,7 +745,10 @@ mod tests {
         assert_eq!(config.labels[labels::POD_UID], "u1");
         assert_eq!(config.annotations[labels::RESTART_COUNT], "2");
         let image = config.image.unwrap();
-        assert_eq!((image.image.as_str(), image.user_specified_image.as_str()), ("sha256:abc", "busybox"));
+        assert_eq!(
+            (image.image.as_str(), image.user_specified_image.as_str()),
+            ("sha256:abc", "busybox")
+        );
         let sc = config.linux.unwrap().security_context.unwrap();
         assert!(sc.masked_paths.contains(&"/proc/kcore".to_string()));
     }
@@ -692,8 +765,14 @@ mod tests {
             hostnames: Some(vec!["a".into(), "b".into()]),
         }]);
         let hosts = hosts_file(&p, &["10.244.0.5".into()], "cluster.local");
-        assert!(hosts.contains("10.244.0.5\tweb.svc.shop.svc.cluster.local\tweb\n"), "{hosts}");
-        assert!(hosts.ends_with("# Entries added by HostAliases.\n1.2.3.4\ta\tb\n"), "{hosts}");
+        assert!(
+            hosts.contains("10.244.0.5\tweb.svc.shop.svc.cluster.local\tweb\n"),
+            "{hosts}"
+        );
+        assert!(
+            hosts.ends_with("# Entries added by HostAliases.\n1.2.3.4\ta\tb\n"),
+            "{hosts}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod, Service};
 use kube::Api;
 
+use super::ConfigError;
 use super::backoff::go_duration;
 use super::env::{self, Facts, Lookup};
 use super::images::Puller;
@@ -21,7 +22,6 @@ use super::state::PodState;
 use super::status::Waiting;
 use super::volumes::{self, Prepared};
 use super::worker::{Worker, reference};
-use super::ConfigError;
 use crate::cri::is_not_found;
 use crate::events::Kind;
 
@@ -35,7 +35,12 @@ struct Started {
 }
 
 impl Worker {
-    pub(super) async fn execute(&mut self, pod: &Arc<Pod>, state: &PodState, plan: Plan) -> Result<()> {
+    pub(super) async fn execute(
+        &mut self,
+        pod: &Arc<Pod>,
+        state: &PodState,
+        plan: Plan,
+    ) -> Result<()> {
         self.just_killed.clear();
         for id in &plan.remove {
             if let Err(e) = self.ctx.cri.remove_container(id).await
@@ -49,9 +54,18 @@ impl Worker {
         }
         for kill in &plan.kill {
             let message = match kill.reason {
-                KillReason::LivenessFailed => format!("Container {} failed liveness probe, will be restarted", kill.name),
-                KillReason::StartupFailed => format!("Container {} failed startup probe, will be restarted", kill.name),
-                KillReason::SpecChanged => format!("Container {} definition changed, will be restarted", kill.name),
+                KillReason::LivenessFailed => format!(
+                    "Container {} failed liveness probe, will be restarted",
+                    kill.name
+                ),
+                KillReason::StartupFailed => format!(
+                    "Container {} failed startup probe, will be restarted",
+                    kill.name
+                ),
+                KillReason::SpecChanged => format!(
+                    "Container {} definition changed, will be restarted",
+                    kill.name
+                ),
             };
             self.ctx.events.record(
                 reference(pod, Some((&kill.name, false))),
@@ -60,7 +74,8 @@ impl Worker {
                 message,
             );
             if let Some(instance) = state.containers.iter().find(|i| i.id == kill.id) {
-                self.stop_instance(Some(pod), instance, self.grace(pod), false).await?;
+                self.stop_instance(Some(pod), instance, self.grace(pod), false)
+                    .await?;
             }
             self.just_killed.insert(kill.name.clone());
         }
@@ -68,12 +83,16 @@ impl Worker {
             return Ok(());
         }
         let mut lookup = Lookup::new(self.ctx.client.clone(), spec::namespace(pod));
-        let Some(mut started) = self.prepare(pod, state, plan.create_sandbox, &mut lookup).await? else {
+        let Some(mut started) = self
+            .prepare(pod, state, plan.create_sandbox, &mut lookup)
+            .await?
+        else {
             return Ok(());
         };
         // The state before this sync's kills, for restart counts and back-off.
         for start in &plan.start {
-            self.start_container(pod, state, start, &mut started, &mut lookup).await?;
+            self.start_container(pod, state, start, &mut started, &mut lookup)
+                .await?;
         }
         Ok(())
     }
@@ -87,13 +106,21 @@ impl Worker {
         create: Option<u32>,
         lookup: &mut Lookup,
     ) -> Result<Option<Started>> {
-        let existing_ips = state.ready_sandbox().map(|s| s.ips.clone()).unwrap_or_default();
+        let existing_ips = state
+            .ready_sandbox()
+            .map(|s| s.ips.clone())
+            .unwrap_or_default();
         let node_ip = self.ctx.node_ip.to_string();
         let facts = self.facts(&node_ip, &existing_ips);
         let volumes = match volumes::prepare(pod, &self.pod_dir(), &facts, lookup).await {
             Ok(volumes) => volumes,
             Err(e) => {
-                self.ctx.events.record(reference(pod, None), Kind::Warning, "FailedMount", e.to_string());
+                self.ctx.events.record(
+                    reference(pod, None),
+                    Kind::Warning,
+                    "FailedMount",
+                    e.to_string(),
+                );
                 self.wake_at(SystemTime::now() + Duration::from_secs(2));
                 return Ok(None);
             }
@@ -188,8 +215,15 @@ impl Worker {
         {
             let key = format!("{}_{}", c.name, spec::container_hash(c));
             let now = SystemTime::now();
-            if let Some((delay, until)) = self.crash_backoff.in_backoff(&key, latest.finished(), now) {
-                let pod_name = format!("{}_{}({})", spec::name(pod), spec::namespace(pod), spec::uid(pod));
+            if let Some((delay, until)) =
+                self.crash_backoff.in_backoff(&key, latest.finished(), now)
+            {
+                let pod_name = format!(
+                    "{}_{}({})",
+                    spec::name(pod),
+                    spec::namespace(pod),
+                    spec::uid(pod)
+                );
                 self.waiting.insert(
                     c.name.clone(),
                     Waiting {
@@ -205,7 +239,10 @@ impl Worker {
                     at,
                     Kind::Warning,
                     "BackOff",
-                    format!("Back-off restarting failed container {} in pod {pod_name}", c.name),
+                    format!(
+                        "Back-off restarting failed container {} in pod {pod_name}",
+                        c.name
+                    ),
                 );
                 self.wake_at(until);
                 return Ok(());
@@ -270,15 +307,29 @@ impl Worker {
                 return Ok(());
             }
         };
-        self.ctx.events.record(at.clone(), Kind::Normal, "Created", format!("Created container: {}", c.name));
+        self.ctx.events.record(
+            at.clone(),
+            Kind::Normal,
+            "Created",
+            format!("Created container: {}", c.name),
+        );
         if let Err(e) = self.ctx.cri.start_container(&id).await {
             self.fail(&at, c, "RunContainerError", format!("{e:#}"));
             return Ok(());
         }
-        self.ctx.events.record(at.clone(), Kind::Normal, "Started", format!("Started container {}", c.name));
+        self.ctx.events.record(
+            at.clone(),
+            Kind::Normal,
+            "Started",
+            format!("Started container {}", c.name),
+        );
         self.waiting.remove(&c.name);
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
-            let ip = started.ips.first().cloned().unwrap_or_else(|| node_ip.clone());
+            let ip = started
+                .ips
+                .first()
+                .cloned()
+                .unwrap_or_else(|| node_ip.clone());
             let target = Target {
                 cri: &self.ctx.cri,
                 container_id: &id,
@@ -296,7 +347,10 @@ impl Worker {
                     at,
                     Kind::Normal,
                     "Killing",
-                    format!("FailedPostStartHook: container {} will be restarted", c.name),
+                    format!(
+                        "FailedPostStartHook: container {} will be restarted",
+                        c.name
+                    ),
                 );
                 self.ctx.cri.stop_container(&id, self.grace(pod)).await?;
             }
@@ -314,10 +368,19 @@ impl Worker {
     }
 
     /// Records why `c` did not start: its waiting reason and a Failed event.
-    fn fail(&mut self, at: &k8s_openapi::api::core::v1::ObjectReference, c: &Container, reason: &str, message: String) {
-        self.ctx
-            .events
-            .record(at.clone(), Kind::Warning, "Failed", format!("Error: {message}"));
+    fn fail(
+        &mut self,
+        at: &k8s_openapi::api::core::v1::ObjectReference,
+        c: &Container,
+        reason: &str,
+        message: String,
+    ) {
+        self.ctx.events.record(
+            at.clone(),
+            Kind::Warning,
+            "Failed",
+            format!("Error: {message}"),
+        );
         self.waiting.insert(
             c.name.clone(),
             Waiting {
@@ -336,19 +399,25 @@ impl Worker {
         volumes: &HashMap<String, Prepared>,
         env: &[(String, String)],
     ) -> Result<Vec<cri::Mount>, ConfigError> {
-        let defined: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let defined: HashMap<&str, &str> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut mounts = Vec::new();
         for m in c.volume_mounts.iter().flatten() {
-            let volume = volumes
-                .get(&m.name)
-                .ok_or_else(|| ConfigError(format!("cannot find volume {:?} to mount into container {:?}", m.name, c.name)))?;
+            let volume = volumes.get(&m.name).ok_or_else(|| {
+                ConfigError(format!(
+                    "cannot find volume {:?} to mount into container {:?}",
+                    m.name, c.name
+                ))
+            })?;
             let sub_path = match (&m.sub_path, &m.sub_path_expr) {
                 (Some(p), _) if !p.is_empty() => p.clone(),
                 (_, Some(e)) if !e.is_empty() => env::expand(e, &defined),
                 _ => String::new(),
             };
             if sub_path.split('/').any(|part| part == "..") || sub_path.starts_with('/') {
-                return Err(ConfigError(format!("subPath {sub_path:?} must be a relative path without '..'")));
+                return Err(ConfigError(format!(
+                    "subPath {sub_path:?} must be a relative path without '..'"
+                )));
             }
             let host_path = if sub_path.is_empty() {
                 volume.path.clone()

@@ -122,7 +122,10 @@ pub fn compute(pod: &Pod, state: &PodState, facts: &Facts<'_>) -> PodStatus {
         (
             unready.is_empty(),
             Some("ContainersNotReady".to_string()),
-            Some(format!("containers with unready status: {}", list(&unready))),
+            Some(format!(
+                "containers with unready status: {}",
+                list(&unready)
+            )),
         )
     };
     let ready = if terminal || !unready.is_empty() {
@@ -131,7 +134,10 @@ pub fn compute(pod: &Pod, state: &PodState, facts: &Facts<'_>) -> PodStatus {
         (
             gates_unmet.is_empty(),
             Some("ReadinessGatesNotReady".to_string()),
-            Some(format!("corresponding condition of pod readiness gate \"{}\" does not exist.", gates_unmet.join(", "))),
+            Some(format!(
+                "corresponding condition of pod readiness gate \"{}\" does not exist.",
+                gates_unmet.join(", ")
+            )),
         )
     };
     let mut conditions = vec![
@@ -145,7 +151,10 @@ pub fn compute(pod: &Pod, state: &PodState, facts: &Facts<'_>) -> PodStatus {
             "Initialized",
             initialized,
             Some("ContainersNotInitialized".into()),
-            Some(format!("containers with incomplete status: {}", list(&incomplete))),
+            Some(format!(
+                "containers with incomplete status: {}",
+                list(&incomplete)
+            )),
         ),
         condition("Ready", ready.0, ready.1, ready.2),
         condition(
@@ -176,7 +185,10 @@ pub fn compute(pod: &Pod, state: &PodState, facts: &Facts<'_>) -> PodStatus {
         start_time: old.start_time.clone().or(Some(now)),
         init_container_statuses: (!init.is_empty()).then_some(init_statuses),
         container_statuses: Some(statuses),
-        qos_class: old.qos_class.clone().or_else(|| Some(qos_class(spec).into())),
+        qos_class: old
+            .qos_class
+            .clone()
+            .or_else(|| Some(qos_class(spec).into())),
         ..old
     }
 }
@@ -197,9 +209,9 @@ fn condition_order(kind: &str) -> usize {
 /// Whether init container `c` is done: exited 0, or a running sidecar.
 fn init_done(c: &Container, state: &PodState) -> bool {
     let sidecar = c.restart_policy.as_deref() == Some("Always");
-    state.latest(&c.name).is_some_and(|l| {
-        (l.exited() && l.exit_code == 0 && !sidecar) || (sidecar && l.running())
-    })
+    state
+        .latest(&c.name)
+        .is_some_and(|l| (l.exited() && l.exit_code == 0 && !sidecar) || (sidecar && l.running()))
 }
 
 fn container_status(
@@ -221,7 +233,9 @@ fn container_status(
     let (state_now, last) = match (latest, waiting) {
         (None, w) => (
             match w {
-                Some(w) => waiting_state(&w.reason, Some(w.message.clone()).filter(|m| !m.is_empty())),
+                Some(w) => {
+                    waiting_state(&w.reason, Some(w.message.clone()).filter(|m| !m.is_empty()))
+                }
                 None => waiting_state(default_reason, None),
             },
             None,
@@ -239,10 +253,14 @@ fn container_status(
             waiting_state(&w.reason, Some(w.message.clone()).filter(|m| !m.is_empty())),
             Some(terminated(l, facts)),
         ),
-        (Some(l), None) if l.exited() => (terminated(l, facts), previous.map(|p| terminated(p, facts))),
+        (Some(l), None) if l.exited() => {
+            (terminated(l, facts), previous.map(|p| terminated(p, facts)))
+        }
         (Some(_), w) => (
             match w {
-                Some(w) => waiting_state(&w.reason, Some(w.message.clone()).filter(|m| !m.is_empty())),
+                Some(w) => {
+                    waiting_state(&w.reason, Some(w.message.clone()).filter(|m| !m.is_empty()))
+                }
                 None => waiting_state("ContainerCreating", None),
             },
             previous.map(|p| terminated(p, facts)),
@@ -257,7 +275,12 @@ fn container_status(
         started: Some(running.is_some_and(|l| facts.started.contains(&l.id))),
         restart_count: latest.map_or(0, |l| l.restart_count),
         image: latest
-            .and_then(|l| facts.image_names.get(&l.image_ref).or(facts.image_names.get(&l.image)))
+            .and_then(|l| {
+                facts
+                    .image_names
+                    .get(&l.image_ref)
+                    .or(facts.image_names.get(&l.image))
+            })
             .cloned()
             .or_else(|| c.image.clone())
             .unwrap_or_default(),
@@ -407,7 +430,11 @@ mod tests {
             state,
             created_at: i64::from(restart) + 1,
             started_at: 1_700_000_000_000_000_000,
-            finished_at: if state == State::Exited { 1_700_000_001_000_000_000 } else { 0 },
+            finished_at: if state == State::Exited {
+                1_700_000_001_000_000_000
+            } else {
+                0
+            },
             exit_code: code,
             reason: String::new(),
             message: String::new(),
@@ -470,18 +497,31 @@ mod tests {
     }
 
     fn condition<'a>(s: &'a PodStatus, kind: &str) -> &'a PodCondition {
-        s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == kind).unwrap()
+        s.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == kind)
+            .unwrap()
     }
 
     #[test]
     fn a_running_ready_pod() {
         let owned = Owned::new(&["web0"]);
-        let s = compute(&pod("Always", &["web"], &[]), &state(vec![instance("web", 0, State::Running, 0)]), &owned.facts());
+        let s = compute(
+            &pod("Always", &["web"], &[]),
+            &state(vec![instance("web", 0, State::Running, 0)]),
+            &owned.facts(),
+        );
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(s.pod_ip.as_deref(), Some("10.244.0.9"));
         assert_eq!(s.host_ip.as_deref(), Some("192.168.56.11"));
         assert_eq!(condition(&s, "Ready").status, "True");
-        assert_eq!(condition(&s, "PodScheduled").status, "True", "others' conditions stay");
+        assert_eq!(
+            condition(&s, "PodScheduled").status,
+            "True",
+            "others' conditions stay"
+        );
         let c = &s.container_statuses.as_ref().unwrap()[0];
         assert!(c.ready && c.started == Some(true));
         assert_eq!(c.container_id.as_deref(), Some("paddock://web0"));
@@ -493,10 +533,20 @@ mod tests {
     #[test]
     fn failing_readiness_keeps_the_pod_unready() {
         let owned = Owned::new(&[]);
-        let s = compute(&pod("Always", &["web"], &[]), &state(vec![instance("web", 0, State::Running, 0)]), &owned.facts());
+        let s = compute(
+            &pod("Always", &["web"], &[]),
+            &state(vec![instance("web", 0, State::Running, 0)]),
+            &owned.facts(),
+        );
         let ready = condition(&s, "Ready");
-        assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("False", Some("ContainersNotReady")));
-        assert_eq!(ready.message.as_deref(), Some("containers with unready status: [web]"));
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("False", Some("ContainersNotReady"))
+        );
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("containers with unready status: [web]")
+        );
         assert_eq!(s.phase.as_deref(), Some("Running"));
     }
 
@@ -510,7 +560,10 @@ mod tests {
                 message: "back-off 10s restarting failed container=crash pod=p_default(u)".into(),
             },
         );
-        let st = state(vec![instance("crash", 0, State::Exited, 1), instance("crash", 1, State::Exited, 1)]);
+        let st = state(vec![
+            instance("crash", 0, State::Exited, 1),
+            instance("crash", 1, State::Exited, 1),
+        ]);
         let s = compute(&pod("Always", &["crash"], &[]), &st, &owned.facts());
         let c = &s.container_statuses.as_ref().unwrap()[0];
         let waiting = c.state.as_ref().unwrap().waiting.as_ref().unwrap();
@@ -526,12 +579,19 @@ mod tests {
         let owned = Owned::new(&[]);
         let done = state(vec![instance("job", 0, State::Exited, 0)]);
         let failed = state(vec![instance("job", 0, State::Exited, 2)]);
-        let phase = |policy, st: &PodState| compute(&pod(policy, &["job"], &[]), st, &owned.facts()).phase.unwrap();
+        let phase = |policy, st: &PodState| {
+            compute(&pod(policy, &["job"], &[]), st, &owned.facts())
+                .phase
+                .unwrap()
+        };
         assert_eq!(phase("Never", &done), "Succeeded");
         assert_eq!(phase("Never", &failed), "Failed");
         assert_eq!(phase("OnFailure", &done), "Succeeded");
         let s = compute(&pod("Never", &["job"], &[]), &done, &owned.facts());
-        assert_eq!(condition(&s, "Ready").reason.as_deref(), Some("PodCompleted"));
+        assert_eq!(
+            condition(&s, "Ready").reason.as_deref(),
+            Some("PodCompleted")
+        );
         let c = &s.container_statuses.as_ref().unwrap()[0];
         let t = c.state.as_ref().unwrap().terminated.as_ref().unwrap();
         assert_eq!(t.reason.as_deref(), Some("Completed"));
@@ -544,7 +604,10 @@ mod tests {
         let s = compute(&pod("Always", &["web"], &["init"]), &st, &owned.facts());
         assert_eq!(s.phase.as_deref(), Some("Pending"));
         let init = condition(&s, "Initialized");
-        assert_eq!(init.message.as_deref(), Some("containers with incomplete status: [init]"));
+        assert_eq!(
+            init.message.as_deref(),
+            Some("containers with incomplete status: [init]")
+        );
         let c = &s.container_statuses.as_ref().unwrap()[0];
         let w = c.state.as_ref().unwrap().waiting.as_ref().unwrap();
         assert_eq!(w.reason.as_deref(), Some("PodInitializing"));
@@ -565,7 +628,10 @@ mod tests {
         let mut facts = later.facts();
         facts.now = Timestamp::from_second(1_900_000_000).unwrap();
         let second = compute(&p, &st, &facts);
-        assert_eq!(condition(&first, "Ready").last_transition_time, condition(&second, "Ready").last_transition_time);
+        assert_eq!(
+            condition(&first, "Ready").last_transition_time,
+            condition(&second, "Ready").last_transition_time
+        );
         assert_eq!(first.start_time, second.start_time);
     }
 }

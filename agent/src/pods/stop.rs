@@ -35,7 +35,12 @@ impl Worker {
     }
 
     /// Stops every running container (in parallel), then the sandboxes.
-    pub(super) async fn kill_pod(&self, pod: Option<&Pod>, state: &PodState, grace: Duration) -> Result<()> {
+    pub(super) async fn kill_pod(
+        &self,
+        pod: Option<&Pod>,
+        state: &PodState,
+        grace: Duration,
+    ) -> Result<()> {
         let stops = state
             .running()
             .map(|instance| self.stop_instance(pod, instance, grace, true));
@@ -81,7 +86,9 @@ impl Worker {
                     );
                 }
                 if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
-                    let state = PodState::fetch(&self.ctx.cri, &self.uid).await.unwrap_or_default();
+                    let state = PodState::fetch(&self.ctx.cri, &self.uid)
+                        .await
+                        .unwrap_or_default();
                     let ip = state
                         .sandboxes
                         .first()
@@ -113,7 +120,11 @@ impl Worker {
 
     /// A pod deleted through the API: stop it within its grace period,
     /// report the final status, remove everything, then delete the object.
-    pub(super) async fn finish_deletion(&mut self, pod: &Arc<Pod>, state: PodState) -> Result<Next> {
+    pub(super) async fn finish_deletion(
+        &mut self,
+        pod: &Arc<Pod>,
+        state: PodState,
+    ) -> Result<Next> {
         self.kill_pod(Some(pod), &state, self.grace(pod)).await?;
         let state = PodState::fetch(&self.ctx.cri, &self.uid).await?;
         self.report(pod, &state).await?;
@@ -133,7 +144,11 @@ impl Worker {
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
             Err(e) => return Err(e).context("deleting the pod"),
         }
-        tracing::info!(pod = spec::name(pod), namespace = spec::namespace(pod), "pod deleted");
+        tracing::info!(
+            pod = spec::name(pod),
+            namespace = spec::namespace(pod),
+            "pod deleted"
+        );
         Ok(Next::Done)
     }
 

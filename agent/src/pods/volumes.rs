@@ -51,7 +51,13 @@ pub async fn prepare(
     lookup: &mut Lookup,
 ) -> Result<HashMap<String, Prepared>, MountError> {
     let mut prepared = HashMap::new();
-    for volume in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+    for volume in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+    {
         let fail = |message: String| MountError {
             volume: volume.name.clone(),
             message,
@@ -179,7 +185,11 @@ async fn config_map_files(
     lookup: &mut Lookup,
 ) -> Result<Payload> {
     let optional = source.optional == Some(true);
-    match lookup.config_map(&source.name).await.map_err(|e| anyhow::anyhow!(e.0))? {
+    match lookup
+        .config_map(&source.name)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.0))?
+    {
         None if optional => Ok(Payload::new()),
         None => anyhow::bail!("configmap {:?} not found", source.name),
         Some(cm) => {
@@ -187,7 +197,13 @@ async fn config_map_files(
                 .into_iter()
                 .map(|(k, v)| (k, v.into_bytes()))
                 .collect();
-            select(&data, source.items.as_deref(), default_mode, optional, "configmap")
+            select(
+                &data,
+                source.items.as_deref(),
+                default_mode,
+                optional,
+                "configmap",
+            )
         }
     }
 }
@@ -198,12 +214,22 @@ async fn secret_files(
     lookup: &mut Lookup,
 ) -> Result<Payload> {
     let optional = source.optional == Some(true);
-    match lookup.secret(&source.name).await.map_err(|e| anyhow::anyhow!(e.0))? {
+    match lookup
+        .secret(&source.name)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.0))?
+    {
         None if optional => Ok(Payload::new()),
         None => anyhow::bail!("secret {:?} not found", source.name),
         Some(secret) => {
             let data = env::secret_data(secret);
-            select(&data, source.items.as_deref(), default_mode, optional, "secret")
+            select(
+                &data,
+                source.items.as_deref(),
+                default_mode,
+                optional,
+                "secret",
+            )
         }
     }
 }
@@ -425,7 +451,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         write_payload(&dir, &payload(&[("a", "1", 0o644), ("sub/b", "2", 0o600)])).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("sub/b")).unwrap(), "2");
-        let mode = std::fs::metadata(dir.join("sub/b")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join("sub/b"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         write_payload(&dir, &payload(&[("a", "changed", 0o644)])).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "changed");
@@ -436,7 +465,10 @@ mod tests {
 
     #[test]
     fn items_pick_keys_and_paths() {
-        let data = BTreeMap::from([("k".to_string(), b"v".to_vec()), ("other".to_string(), b"o".to_vec())]);
+        let data = BTreeMap::from([
+            ("k".to_string(), b"v".to_vec()),
+            ("other".to_string(), b"o".to_vec()),
+        ]);
         let items = [KeyToPath {
             key: "k".into(),
             path: "dir/file".into(),
@@ -452,8 +484,15 @@ mod tests {
             ..Default::default()
         }];
         let err = select(&data, Some(&missing), 0o644, false, "configmap").unwrap_err();
-        assert_eq!(err.to_string(), "configmap references non-existent config key: nope");
-        assert!(select(&data, Some(&missing), 0o644, true, "configmap").unwrap().is_empty());
+        assert_eq!(
+            err.to_string(),
+            "configmap references non-existent config key: nope"
+        );
+        assert!(
+            select(&data, Some(&missing), 0o644, true, "configmap")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -15,13 +15,13 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
+use super::Context;
 use super::backoff::Backoff;
 use super::plan::{self, Plan};
 use super::probes::Probes;
 use super::spec::{self, NodeSettings, pod_spec};
 use super::state::PodState;
 use super::status::{self, Waiting};
-use super::Context;
 use crate::logs;
 
 /// A pod is looked at at least this often.
@@ -175,7 +175,11 @@ impl Worker {
             .iter()
             .flatten()
             .map(|c| (c.name.as_str(), (c, true)))
-            .chain(spec.containers.iter().map(|c| (c.name.as_str(), (c, false))))
+            .chain(
+                spec.containers
+                    .iter()
+                    .map(|c| (c.name.as_str(), (c, false))),
+            )
             .collect();
         let running = state.running().filter_map(|i| {
             let (c, init) = containers.get(i.name.as_str())?;
@@ -197,7 +201,12 @@ impl Worker {
     async fn compute_status(&self, pod: &Pod, state: &PodState) -> PodStatus {
         self.learn_image_names(state).await;
         let results = self.probes.results();
-        let names = self.ctx.image_names.lock().expect("image names lock").clone();
+        let names = self
+            .ctx
+            .image_names
+            .lock()
+            .expect("image names lock")
+            .clone();
         let node_ip = self.ctx.node_ip.to_string();
         let facts = status::Facts {
             waiting: &self.waiting,

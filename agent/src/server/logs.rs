@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use k8s_cri::v1 as cri;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 
 use super::{AppState, status};
 use crate::logs::{Options, Reader, append, render};
@@ -32,7 +32,9 @@ pub async fn container_logs(
     let flag = |name: &str| query.get(name).is_some_and(|v| v == "true" || v == "1");
     let number = |name: &str| query.get(name).and_then(|v| v.parse::<i64>().ok());
     let since = match (number("sinceSeconds"), query.get("sinceTime")) {
-        (Some(secs), _) => Timestamp::now().checked_sub(SignedDuration::from_secs(secs)).ok(),
+        (Some(secs), _) => Timestamp::now()
+            .checked_sub(SignedDuration::from_secs(secs))
+            .ok(),
         (None, Some(time)) => match time.parse::<Timestamp>() {
             Ok(t) => Some(t),
             Err(e) => return bad_request(format!("sinceTime {time:?}: {e}")),
@@ -66,12 +68,19 @@ pub async fn container_logs(
         .chain(spec.init_containers.iter().flatten())
         .any(|c| c.name == container);
     if !known {
-        return bad_request(format!("container {container} is not valid for pod {pod_name}"));
+        return bad_request(format!(
+            "container {container} is not valid for pod {pod_name}"
+        ));
     }
     let cs = pod
         .status
         .iter()
-        .flat_map(|s| s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()))
+        .flat_map(|s| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .chain(s.init_container_statuses.iter().flatten())
+        })
         .find(|s| s.name == container)
         .cloned();
     let previous = flag("previous");
@@ -84,22 +93,38 @@ pub async fn container_logs(
         (Some(cs), false) => cs.container_id.clone(),
         (None, _) => None,
     };
-    let Some(container_id) = container_id.map(|id| id.split_once("://").map_or(id.clone(), |(_, id)| id.to_string())) else {
+    let Some(container_id) = container_id.map(|id| {
+        id.split_once("://")
+            .map_or(id.clone(), |(_, id)| id.to_string())
+    }) else {
         return if previous {
-            bad_request(format!("previous terminated container {container:?} in pod {pod_name:?} not found"))
+            bad_request(format!(
+                "previous terminated container {container:?} in pod {pod_name:?} not found"
+            ))
         } else {
             let reason = cs
                 .and_then(|s| s.state)
                 .and_then(|s| s.waiting)
                 .and_then(|w| w.reason)
                 .unwrap_or_else(|| "ContainerCreating".into());
-            bad_request(format!("container {container:?} in pod {pod_name:?} is waiting to start: {reason}"))
+            bad_request(format!(
+                "container {container:?} in pod {pod_name:?} is waiting to start: {reason}"
+            ))
         };
     };
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let instance = match PodState::fetch(&state.pods.cri, &uid).await {
-        Ok(pod_state) => pod_state.containers.into_iter().find(|i| i.id == container_id),
-        Err(e) => return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("{e:#}")),
+        Ok(pod_state) => pod_state
+            .containers
+            .into_iter()
+            .find(|i| i.id == container_id),
+        Err(e) => {
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("{e:#}"),
+            );
+        }
     };
     let Some(instance) = instance else {
         return status(
@@ -114,7 +139,13 @@ pub async fn container_logs(
     };
     let existing = match reader.read_new() {
         Ok(messages) => messages,
-        Err(e) => return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("{e:#}")),
+        Err(e) => {
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("{e:#}"),
+            );
+        }
     };
     let first = render(&existing, &options);
     if !flag("follow") {
@@ -134,7 +165,13 @@ pub async fn container_logs(
 
 /// Sends what is appended to the log until the container is no longer
 /// running (and its last lines are out) or the client is gone.
-async fn follow(mut reader: Reader, options: Options, cri: crate::cri::Cri, id: String, tx: mpsc::Sender<Vec<u8>>) {
+async fn follow(
+    mut reader: Reader,
+    options: Options,
+    cri: crate::cri::Cri,
+    id: String,
+    tx: mpsc::Sender<Vec<u8>>,
+) {
     let mut quiet = Duration::ZERO;
     loop {
         tokio::time::sleep(POLL).await;

@@ -41,7 +41,12 @@ struct AppState {
 }
 
 /// Serves the kubelet API on `addr` until the future is dropped.
-pub async fn serve(addr: SocketAddr, credentials: Credentials, pods: Arc<Context>, metrics: Metrics) -> Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    credentials: Credentials,
+    pods: Arc<Context>,
+    metrics: Metrics,
+) -> Result<()> {
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&credentials)?));
     let listener = TcpListener::bind(addr)
         .await
@@ -89,8 +94,17 @@ fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/pods", get(pods))
-        .route("/containerLogs/{namespace}/{pod}/{container}", get(logs::container_logs))
-        .fallback(|| async { status(StatusCode::NOT_FOUND, "NotFound", "404 page not found".into()) })
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(logs::container_logs),
+        )
+        .fallback(|| async {
+            status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "404 page not found".into(),
+            )
+        })
         .layer(middleware::from_fn(authorize))
         .with_state(state)
 }
@@ -104,13 +118,20 @@ async fn authorize(Extension(caller): Extension<Caller>, request: Request, next:
             "Forbidden",
             format!("Forbidden (user={user}, verb=get, resource=nodes, subresource=proxy)"),
         ),
-        None => status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized".into()),
+        None => status(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Unauthorized".into(),
+        ),
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -125,7 +146,8 @@ async fn pods(State(state): State<AppState>) -> Response {
         .values()
         .map(|p| serde_json::to_value(p.as_ref()).unwrap_or_default())
         .collect();
-    axum::Json(json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})).into_response()
+    axum::Json(json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}))
+        .into_response()
 }
 
 /// A `Status` object, as the API server passes kubelet errors on.

@@ -3,6 +3,7 @@
 //! host kernel lacks, child processes that die with the test, and polling
 //! for what a user would wait for.
 
+pub mod cluster;
 pub mod cri;
 pub mod cri_node;
 pub mod fake_nodes;
