@@ -8,6 +8,7 @@ mod discovery;
 mod encode;
 mod join;
 pub mod listener;
+mod logs;
 mod negotiate;
 mod openapi;
 mod path;

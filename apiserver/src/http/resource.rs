@@ -87,6 +87,7 @@ async fn handle(
     let path = path::parse(group, version, rest)?;
     let (parts, body) = req.into_parts();
     let query = Query::parse(parts.uri.query())?;
+    let raw_query = parts.uri.query().map(str::to_string);
     let accept = parts
         .headers
         .get(header::ACCEPT)
@@ -128,6 +129,19 @@ async fn handle(
         }
         (Method::POST, true, Some("binding")) => bind(&call, body::read(body).await?).await,
         (Method::POST, true, Some("eviction")) => evict(&call, body::read(body).await?).await,
+        (Method::GET, true, Some("log")) => {
+            let namespace = call.namespace().unwrap_or("default");
+            let container = call.query.get("container");
+            super::logs::pod_log(
+                state,
+                call.res(),
+                namespace,
+                call.name(),
+                container,
+                raw_query.as_deref(),
+            )
+            .await
+        }
         _ => Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",
         )),

@@ -119,6 +119,11 @@ impl Cluster {
         &self.node_name
     }
 
+    /// The cgroup under which the node's pods get theirs.
+    pub fn cgroup_root(&self) -> &str {
+        &self.cgroup_root
+    }
+
     pub fn runtime(&self) -> Runtime {
         self.runtime
     }
