@@ -28,7 +28,7 @@ enum Command {
     /// --disable-agent, an agent with the embedded runtime and the proxy.
     Server(server::Args),
     /// Join a server and run the pods bound to this node.
-    Agent(agent::Args),
+    Agent(Box<agent::Args>),
     /// Run kube-proxy: Services on this node through iptables or IPVS.
     Proxy(proxy::Args),
     /// Run the CRI runtime on its own socket.
@@ -55,7 +55,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => block_on(server::run(args)),
-        Command::Agent(args) => block_on(agent::run(args)),
+        Command::Agent(args) => block_on(agent::run(*args)),
         Command::Proxy(args) => block_on(proxy::run(args)),
         Command::Runtime(args) => block_on(runtime::run(args)),
         Command::Bench(args) => bench::run(args),

@@ -146,3 +146,244 @@ pub fn nginx_runs_serves_logs_and_survives_an_agent_crash(runtime: Runtime) -> R
     assert!(left.trim().is_empty(), "{left}");
     Ok(())
 }
+
+/// How a container's restarts went.
+struct Restarts {
+    /// Each restartCount, when it was first seen.
+    seen: Vec<(i64, Instant)>,
+    /// Every waiting reason seen meanwhile.
+    reasons: BTreeSet<String>,
+}
+
+/// Watches the pod's container until its restartCount reaches `until`.
+fn watch_restarts(cluster: &Cluster, pod: &str, until: i64, timeout: Duration) -> Result<Restarts> {
+    let mut seen: Vec<(i64, Instant)> = Vec::new();
+    let mut reasons = BTreeSet::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let p = cluster.get("pod", pod)?;
+        let status = container_status(&p, pod);
+        if let Some(reason) = status["state"]["waiting"]["reason"].as_str() {
+            reasons.insert(reason.to_string());
+        }
+        let count = status["restartCount"].as_i64().unwrap_or(0);
+        if seen.last().is_none_or(|(c, _)| *c != count) {
+            seen.push((count, Instant::now()));
+        }
+        if count >= until {
+            return Ok(Restarts { seen, reasons });
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "restarts of {pod} reached only {seen:?} in {timeout:?}; {}",
+                cluster.logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const READINESS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: unready
+spec:
+  containers:
+  - name: unready
+    image: nginx
+    readinessProbe:
+      httpGet: {path: /missing, port: 80}
+      periodSeconds: 1
+      failureThreshold: 1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ready
+spec:
+  containers:
+  - name: ready
+    image: nginx
+    readinessProbe:
+      httpGet: {path: /, port: 80}
+      periodSeconds: 1
+"#;
+
+/// A pod whose command exits 1 goes CrashLoopBackOff with growing delays,
+/// its logs (and the previous run's) readable; a failing readiness probe
+/// keeps READY 0/1 while a passing one makes it 1/1.
+pub fn crash_loops_back_off_and_readiness_gates_ready(runtime: Runtime) -> Result<()> {
+    let cluster = cluster(runtime)?;
+    cluster.kubectl(&[
+        "run",
+        "crash",
+        "--image=busybox",
+        "--",
+        "sh",
+        "-c",
+        "echo crashing; exit 1",
+    ])?;
+    cluster.kubectl_apply(READINESS)?;
+
+    let Restarts {
+        seen: restarts,
+        reasons,
+    } = watch_restarts(&cluster, "crash", 3, Duration::from_secs(120))?;
+    assert!(
+        reasons.contains("CrashLoopBackOff"),
+        "waiting reasons seen: {reasons:?}"
+    );
+    let at = |n: i64| restarts.iter().find(|(c, _)| *c == n).map(|(_, t)| *t);
+    let (Some(first), Some(second), Some(third)) = (at(1), at(2), at(3)) else {
+        anyhow::bail!("restarts were not seen one by one: {restarts:?}");
+    };
+    let (d1, d2) = (second - first, third - second);
+    assert!(
+        d1 >= Duration::from_secs(8),
+        "the second restart came after {d1:?}, not the 10s back-off"
+    );
+    assert!(
+        d2 > d1 + Duration::from_secs(5),
+        "the back-off did not grow: {d1:?} then {d2:?}"
+    );
+    let table = cluster.kubectl(&["get", "pod", "crash"])?;
+    assert!(
+        table.contains("CrashLoopBackOff") || table.contains("Error") || table.contains("Running"),
+        "{table}"
+    );
+    let logs = cluster.kubectl(&["logs", "crash"])?;
+    assert_eq!(logs, "crashing\n");
+    let previous = cluster.kubectl(&["logs", "crash", "--previous"])?;
+    assert_eq!(previous, "crashing\n");
+    let events = cluster.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=crash",
+    ])?;
+    assert!(events.contains("BackOff"), "{events}");
+
+    cluster.wait_ready("ready", START)?;
+    let unready = cluster.wait_pod("unready", "running", START, |p| {
+        (p["status"]["phase"] == "Running").then(|| p.clone())
+    })?;
+    // Well past the probe's period, it is still not ready.
+    std::thread::sleep(Duration::from_secs(3));
+    let row = cluster.kubectl(&["get", "pod", "unready", "--no-headers"])?;
+    assert!(row.contains(" 0/1 ") && row.contains("Running"), "{row}");
+    let ready_condition = cluster.get("pod", "unready")?["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready").cloned())
+        .context("no Ready condition")?;
+    assert_eq!(ready_condition["status"], "False", "{unready:#}");
+    assert_eq!(ready_condition["reason"], "ContainersNotReady");
+    let row = cluster.kubectl(&["get", "pod", "ready", "--no-headers"])?;
+    assert!(row.contains(" 1/1 ") && row.contains("Running"), "{row}");
+    let events = cluster.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=unready",
+    ])?;
+    assert!(
+        events.contains("Readiness probe failed") && events.contains("404"),
+        "{events}"
+    );
+    Ok(())
+}
+
+const STUBBORN: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: stubborn
+spec:
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: stubborn
+    image: busybox
+    command: ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]
+"#;
+
+/// `kubectl delete pod` of a pod that ignores SIGTERM returns once its
+/// grace period is over (and not before), the pod gone.
+pub fn delete_stops_within_the_grace_period(runtime: Runtime) -> Result<()> {
+    let cluster = cluster(runtime)?;
+    cluster.kubectl_apply(STUBBORN)?;
+    cluster.wait_ready("stubborn", START)?;
+    let started = Instant::now();
+    cluster.kubectl(&["delete", "pod", "stubborn"])?;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500),
+        "deleted after {took:?}, before its 3s grace period"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "deleting took {took:?} for a 3s grace period"
+    );
+    let out = cluster.kubectl_output(&["get", "pod", "stubborn"])?;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NotFound"),
+        "{out:?}"
+    );
+    Ok(())
+}
+
+/// `count` pods of busybox sleeping, labelled `wave=<wave>`.
+fn sleepers(wave: usize, count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sleeper-{wave}-{i}\n  labels: {{wave: \"{wave}\"}}\n\
+                 spec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: sleeper\n    image: busybox\n    \
+                 imagePullPolicy: IfNotPresent\n    command: [\"sleep\", \"3600\"]\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// 200 pods created and deleted, in waves of 50, leave no network
+/// namespace, veth, mount, cgroup, IP reservation or pod directory behind.
+pub fn two_hundred_pods_leave_nothing_behind(runtime: Runtime) -> Result<()> {
+    let cluster = cluster(runtime)?;
+    let before = cluster.resources()?;
+    for wave in 0..4 {
+        cluster.kubectl_apply(&sleepers(wave, 50))?;
+        let selector = format!("wave={wave}");
+        wait::until(
+            "50 pods running",
+            Duration::from_secs(300),
+            Duration::from_millis(500),
+            || {
+                let pods: Value = serde_json::from_str(
+                    &cluster.kubectl(&["get", "pods", "-l", &selector, "-o", "json"])?,
+                )?;
+                let running = pods["items"].as_array().map_or(0, |items| {
+                    items
+                        .iter()
+                        .filter(|p| p["status"]["phase"] == "Running")
+                        .count()
+                });
+                Ok((running == 50).then_some(()))
+            },
+        )
+        .with_context(|| cluster.logs())?;
+        cluster.kubectl(&["delete", "pods", "-l", &selector, "--timeout=300s"])?;
+    }
+    let left = cluster.kubectl(&["get", "pods", "-o", "name"])?;
+    assert!(left.trim().is_empty(), "{left}");
+    let after = wait::until(
+        "the node to be back to its start",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || {
+            let now = cluster.resources()?;
+            Ok((now == before).then_some(now))
+        },
+    );
+    assert_eq!(after.ok(), Some(before), "now: {:?}", cluster.resources()?);
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! cleanup of whatever the runtime runs for pods no longer bound here.
 
 mod backoff;
+mod cgroups;
 mod env;
 mod images;
 pub mod labels;
@@ -77,6 +78,7 @@ struct Handle {
 
 /// Watches the node's pods and keeps a worker per pod until it is gone.
 pub async fn run(ctx: Arc<Context>) -> Result<()> {
+    cgroups::ensure_qos(&ctx.cgroup_root)?;
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let selector = format!("spec.nodeName={}", ctx.node_name);
     let mut events = watcher::watcher(api, watcher::Config::default().fields(&selector))

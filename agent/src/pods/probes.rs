@@ -104,9 +104,10 @@ impl Probes {
                     results.started.insert(instance.id.clone());
                 }
                 let fresh = !self.tasks.keys().any(|(id, _)| *id == instance.id);
-                if container.readiness_probe.is_none() {
-                    results.ready.insert(instance.id.clone());
-                } else if fresh && was_ready(&instance.id) {
+                // Without a probe a running container is ready; with one, an
+                // instance found running after an agent restart keeps the
+                // readiness the API shows until its probe says otherwise.
+                if container.readiness_probe.is_none() || (fresh && was_ready(&instance.id)) {
                     results.ready.insert(instance.id.clone());
                 }
             }

@@ -225,10 +225,12 @@ impl Cluster {
         let mut cmd = self.ns.command(&self.binary.display().to_string());
         cmd.arg("agent")
             .args(["--server", &format!("https://{NODE_IP}:{API_PORT}")])
-            .arg("--token-file")
-            .arg(self.dir.join("server-data/server/token"))
-            .args(["--node-ip", NODE_IP, "--node-name", &self.node_name])
-            .arg("--data-dir")
+            .args(["--node-ip", NODE_IP, "--node-name", &self.node_name]);
+        if !extra.contains(&"--token") {
+            cmd.arg("--token-file")
+                .arg(self.dir.join("server-data/server/token"));
+        }
+        cmd.arg("--data-dir")
             .arg(self.agent_data())
             .arg("--cni-conf-dir")
             .arg(self.dir.join("net.d"))
