@@ -539,70 +539,11 @@ fn subdirectories(dir: &Path) -> usize {
         .sum()
 }
 
-/// Kills every process in the cgroups below `dir`, removing them.
-fn remove_cgroups(dir: &Path) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_cgroups(&entry.path());
-        }
-    }
-    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-    for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    for _ in 0..50 {
-        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 impl Drop for Cluster {
     fn drop(&mut self) {
         drop(self.agent.take());
         drop(self.server.take());
         drop(self.containerd.take());
-        // Container monitors and containerd's shims outlive their parents:
-        // they name the node's directory.
-        let dir = self.dir.display().to_string();
-        let me = std::process::id();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if pid != me && String::from_utf8_lossy(&cmdline).contains(&dir) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        for controller in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            remove_cgroups(
-                &controller
-                    .path()
-                    .join(self.cgroup_root.trim_start_matches('/')),
-            );
-        }
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&dir))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        crate::leftovers::remove(&self.dir, &self.cgroup_root);
     }
 }

@@ -10,6 +10,7 @@ pub mod fake_nodes;
 pub mod images;
 pub mod kubectl;
 pub mod lab;
+pub mod leftovers;
 pub mod netns;
 pub mod process;
 pub mod registry;
