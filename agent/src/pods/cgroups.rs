@@ -1,7 +1,9 @@
 //! The pods' cgroup tree, as upstream's QoS container manager makes it at
 //! start: `<root>/kubepods` for Guaranteed pods, with `burstable` and
 //! `besteffort` below it, in every hierarchy (each v1 controller's, or the
-//! one of cgroup v2). Pod cgroups come and go below them.
+//! one of cgroup v2). A pod's cgroup below them is made by the runtime as
+//! its sandbox's parent, and removed by the agent with the pod (as upstream's
+//! kubelet does: runc leaves it behind).
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,39 @@ pub fn ensure_qos(cgroup_root: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Removes the cgroup of the pod `uid` (and any empty cgroup left below
+/// it) from every hierarchy.
+pub fn remove_pod(cgroup_root: &str, uid: &str) -> Result<()> {
+    let relative = cgroup_root.trim_matches('/');
+    let name = format!("pod{uid}");
+    for hierarchy in hierarchies(Path::new(CGROUP_FS))? {
+        let kubepods = hierarchy.join(relative).join("kubepods");
+        for qos in ["", "burstable", "besteffort"] {
+            let dir = kubepods.join(qos).join(&name);
+            if dir.exists() {
+                remove_tree(&dir)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `rmdir` of `dir` and the cgroups below it, deepest first.
+fn remove_tree(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_tree(&entry.path())?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing the cgroup {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The roots of the mounted hierarchies: `/sys/fs/cgroup` itself on a

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, Preconditions};
 
+use super::cgroups;
 use super::probe::{self, Target};
 use super::spec::{self, pod_spec};
 use super::state::{Instance, PodState};
@@ -173,6 +174,7 @@ impl Worker {
             }
         }
         self.probes.sync(std::iter::empty(), "", |_| false);
+        cgroups::remove_pod(&self.ctx.cgroup_root, &self.uid)?;
         volumes::teardown(&self.pod_dir())?;
         self.remove_logs()
     }
