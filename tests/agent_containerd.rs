@@ -7,6 +7,7 @@ mod agent;
 
 use anyhow::Result;
 use paddock_testkit::cluster::Runtime;
+use serde_json::Value;
 
 #[test]
 fn nginx_runs_serves_logs_and_survives_an_agent_crash() -> Result<()> {
@@ -26,4 +27,119 @@ fn delete_stops_within_the_grace_period() -> Result<()> {
 #[test]
 fn two_hundred_pods_leave_nothing_behind() -> Result<()> {
     agent::two_hundred_pods_leave_nothing_behind(Runtime::Containerd)
+}
+
+/// Pods that finish in different ways, on both runtimes: what a user sees
+/// of them (phase, state, reason, exit code, message, image, logs) is the
+/// same, apart from the runtime's name in container IDs and the addresses.
+#[test]
+fn the_same_pods_look_the_same_on_both_runtimes() -> Result<()> {
+    use std::thread;
+    let ours = thread::spawn(|| finished_pods(Runtime::Paddock));
+    let theirs = finished_pods(Runtime::Containerd)?;
+    let ours = ours
+        .join()
+        .map_err(|_| anyhow::anyhow!("the paddock cluster panicked"))??;
+    for (name, (paddock, containerd)) in ours
+        .iter()
+        .zip(theirs.iter())
+        .map(|((n, a), (_, b))| (n, (a, b)))
+    {
+        assert_eq!(
+            paddock, containerd,
+            "pod {name} differs between Paddock's runtime (left) and containerd (right)"
+        );
+    }
+    Ok(())
+}
+
+const FINISHING: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: done}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: main, image: busybox, command: ["sh", "-c", "echo done"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: fail}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: main, image: busybox, command: ["sh", "-c", "echo failing >&2; exit 3"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: message}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: main, image: busybox, command: ["sh", "-c", "echo bye > /dev/termination-log; exit 1"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: fallback}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "echo last words; exit 2"]
+    terminationMessagePolicy: FallbackToLogsOnError
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: environment, labels: {app: env}}
+spec:
+  restartPolicy: Never
+  hostname: envhost
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "echo $POD_NAME $POD_NAMESPACE $GREETING $(id -u); hostname; tail -1 /etc/hosts | cut -f2; grep -c nameserver /etc/resolv.conf"]
+    env:
+    - {name: GREETING, value: "hello $(POD_NAME)"}
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: POD_NAMESPACE
+      valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+    securityContext: {runAsUser: 1000}
+"#;
+
+/// What a user sees of each pod of `FINISHING` once it is over, with the
+/// runtime's name and the addresses left out, by pod name.
+fn finished_pods(runtime: Runtime) -> Result<Vec<(String, Value)>> {
+    let cluster = agent::cluster(runtime)?;
+    cluster.kubectl_apply(FINISHING)?;
+    let mut seen = Vec::new();
+    for name in ["done", "fail", "message", "fallback", "environment"] {
+        let pod = cluster.wait_pod(name, "finished", agent::START, |p| {
+            matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then(|| p.clone())
+        })?;
+        let status = agent::container_status(&pod, "main");
+        let terminated = &status["state"]["terminated"];
+        let logs = cluster.kubectl(&["logs", name])?;
+        seen.push((
+            name.to_string(),
+            serde_json::json!({
+                "phase": pod["status"]["phase"],
+                "reason": terminated["reason"],
+                "exitCode": terminated["exitCode"],
+                "message": terminated["message"],
+                "ready": status["ready"],
+                "started": status["started"],
+                "restartCount": status["restartCount"],
+                "image": status["image"],
+                "imageID": status["imageID"].as_str().map(|id| id.split('@').next().unwrap_or_default().to_string()),
+                "containerID": status["containerID"].as_str().is_some_and(|id| id.contains("://")),
+                "logs": logs,
+                "conditions": pod["status"]["conditions"].as_array().map(|cs| {
+                    cs.iter().map(|c| format!("{}={} {}", c["type"], c["status"], c["reason"])).collect::<Vec<_>>()
+                }),
+            }),
+        ));
+    }
+    Ok(seen)
 }

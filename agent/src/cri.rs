@@ -38,6 +38,18 @@ pub fn is_not_found(error: &anyhow::Error) -> bool {
         .any(|s| s.code() == tonic::Code::NotFound)
 }
 
+/// What a user is shown of a failed CRI call: the runtime's own message
+/// (without the gRPC code), as the kubelet shows it.
+pub fn message(error: &anyhow::Error) -> String {
+    match error
+        .chain()
+        .find_map(|e| e.downcast_ref::<tonic::Status>())
+    {
+        Some(status) => status.message().to_string(),
+        None => format!("{error:#}"),
+    }
+}
+
 impl Cri {
     /// Connects to `socket`, waiting for the runtime to answer `Version`
     /// (an embedded runtime or containerd may still be starting).
@@ -363,6 +375,14 @@ mod tests {
             PathBuf::from("/run/paddock/runtime.sock")
         );
         assert!(socket_path("tcp://127.0.0.1:1234").is_err());
+    }
+
+    #[test]
+    fn users_see_the_runtimes_message() {
+        let e = anyhow::Error::from(tonic::Status::internal("exec: no such file"))
+            .context("CRI StartContainer x");
+        assert_eq!(message(&e), "exec: no such file");
+        assert_eq!(message(&anyhow::anyhow!("plain")), "plain");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use paddock_testkit::wait;
 use serde_json::Value;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_paddock");
-const START: Duration = Duration::from_secs(90);
+pub const START: Duration = Duration::from_secs(90);
 
 pub fn cluster(runtime: Runtime) -> Result<Cluster> {
     Cluster::start(Path::new(BINARY), runtime)
@@ -56,7 +56,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-fn container_status<'a>(pod: &'a Value, name: &str) -> &'a Value {
+pub fn container_status<'a>(pod: &'a Value, name: &str) -> &'a Value {
     pod["status"]["containerStatuses"]
         .as_array()
         .and_then(|s| s.iter().find(|c| c["name"] == name))

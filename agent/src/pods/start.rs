@@ -136,7 +136,7 @@ impl Worker {
                             reference(pod, None),
                             Kind::Warning,
                             "FailedCreatePodSandBox",
-                            format!("Failed to create pod sandbox: {e:#}"),
+                            format!("Failed to create pod sandbox: {}", crate::cri::message(&e)),
                         );
                         self.wake_at(SystemTime::now() + Duration::from_secs(2));
                         return Ok(None);
@@ -303,7 +303,7 @@ impl Worker {
         {
             Ok(id) => id,
             Err(e) => {
-                self.fail(&at, c, "CreateContainerError", format!("{e:#}"));
+                self.fail(&at, c, "CreateContainerError", crate::cri::message(&e));
                 return Ok(());
             }
         };
@@ -314,7 +314,7 @@ impl Worker {
             format!("Created container: {}", c.name),
         );
         if let Err(e) = self.ctx.cri.start_container(&id).await {
-            self.fail(&at, c, "RunContainerError", format!("{e:#}"));
+            self.fail(&at, c, "RunContainerError", crate::cri::message(&e));
             return Ok(());
         }
         self.ctx.events.record(
