@@ -30,9 +30,9 @@ fn container_pids(cluster: &Cluster, pod: &Value, name: &str) -> Result<BTreeSet
     let id = id.split_once("://").map_or(id, |(_, id)| id);
     let mut pids = BTreeSet::new();
     // The container's cgroup is named by its id, below the node's cgroup
-    // root (in the pids hierarchy, as in every other).
-    let root = Path::new("/sys/fs/cgroup/pids").join(cluster.cgroup_root().trim_start_matches('/'));
-    for entry in walk(&root) {
+    // root (in every hierarchy).
+    let roots = paddock_testkit::leftovers::cgroup_dirs(cluster.cgroup_root());
+    for entry in roots.iter().flat_map(|root| walk(root)) {
         if entry
             .file_name()
             .is_some_and(|n| n.to_string_lossy().contains(id))

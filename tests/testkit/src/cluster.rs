@@ -487,13 +487,10 @@ impl Cluster {
         let veths = String::from_utf8(self.ns.ip(&["-o", "link", "show", "type", "veth"])?.stdout)?
             .lines()
             .count();
-        let mut cgroups = 0;
-        for controller in std::fs::read_dir("/sys/fs/cgroup")? {
-            let root = controller?
-                .path()
-                .join(self.cgroup_root.trim_start_matches('/'));
-            cgroups += subdirectories(&root);
-        }
+        let cgroups = crate::leftovers::cgroup_dirs(&self.cgroup_root)
+            .iter()
+            .map(|root| subdirectories(root))
+            .sum();
         let ips = entries(&self.agent_data().join("agent/ipam/paddock"))
             .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
             .count();

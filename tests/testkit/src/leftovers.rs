@@ -4,7 +4,7 @@
 //! parents), whatever still runs in the cgroups, the mounts under the
 //! directory, then the directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -23,12 +23,8 @@ pub fn remove(dir: &Path, cgroup_root: &str) {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
     }
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        remove_cgroups(&hierarchy.path().join(cgroup_root.trim_start_matches('/')));
+    for cgroup in cgroup_dirs(cgroup_root) {
+        remove_cgroups(&cgroup);
     }
     let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
@@ -41,6 +37,23 @@ pub fn remove(dir: &Path, cgroup_root: &str) {
         let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Where the cgroup `cgroup_root` lives: once on a cgroup2-only host
+/// (`/sys/fs/cgroup` is the unified hierarchy), in every hierarchy on a
+/// cgroup v1 or hybrid host.
+pub fn cgroup_dirs(cgroup_root: &str) -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let relative = cgroup_root.trim_start_matches('/');
+    if base.join("cgroup.controllers").exists() {
+        return vec![base.join(relative)];
+    }
+    std::fs::read_dir(base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|hierarchy| hierarchy.path().join(relative))
+        .collect()
 }
 
 /// Kills every process in the cgroups below `dir` (deepest first) and
