@@ -40,16 +40,17 @@ fn the_same_pods_look_the_same_on_both_runtimes() -> Result<()> {
     let ours = ours
         .join()
         .map_err(|_| anyhow::anyhow!("the paddock cluster panicked"))??;
-    for (name, (paddock, containerd)) in ours
+    let differences: Vec<String> = ours
         .iter()
         .zip(theirs.iter())
-        .map(|((n, a), (_, b))| (n, (a, b)))
-    {
-        assert_eq!(
-            paddock, containerd,
-            "pod {name} differs between Paddock's runtime (left) and containerd (right)"
-        );
-    }
+        .filter(|((_, paddock), (_, containerd))| paddock != containerd)
+        .map(|((name, paddock), (_, containerd))| {
+            format!(
+                "pod {name}:\n  Paddock's runtime: {paddock}\n  containerd:        {containerd}"
+            )
+        })
+        .collect();
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
     Ok(())
 }
 
@@ -115,8 +116,14 @@ fn finished_pods(runtime: Runtime) -> Result<Vec<(String, Value)>> {
     cluster.kubectl_apply(FINISHING)?;
     let mut seen = Vec::new();
     for name in ["done", "fail", "message", "fallback", "environment"] {
+        // Finished, and its sandbox stopped: what a user sees from then on.
         let pod = cluster.wait_pod(name, "finished", agent::START, |p| {
-            matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then(|| p.clone())
+            let finished = matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+            let stopped = p["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "PodReadyToStartContainers" && c["status"] == "False")
+            });
+            (finished && stopped).then(|| p.clone())
         })?;
         let status = agent::container_status(&pod, "main");
         let terminated = &status["state"]["terminated"];
