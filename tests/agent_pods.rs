@@ -105,3 +105,50 @@ fn the_kubelet_api_serves_only_the_api_server() -> Result<()> {
     );
     Ok(())
 }
+
+/// The agent registers its Node with `--node-taint`s, and its embedded
+/// proxy (configured by `--kube-proxy-arg`) takes a Service's cluster IP to
+/// the pod behind it.
+#[test]
+fn the_node_is_tainted_and_its_proxy_serves_services() -> Result<()> {
+    let mut cluster = Cluster::prepare(Path::new(env!("CARGO_BIN_EXE_paddock")), Runtime::Paddock)?;
+    cluster.start_server()?;
+    cluster.start_agent(&[
+        "--node-taint",
+        "dedicated=web:PreferNoSchedule",
+        "--kube-proxy-arg",
+        "proxy-mode=iptables",
+        "--kube-proxy-arg",
+        "masquerade-all=true",
+    ])?;
+    cluster.wait_node_ready(Duration::from_secs(60))?;
+    let node = cluster.get("node", cluster.node_name())?;
+    assert_eq!(
+        node["spec"]["taints"],
+        serde_json::json!([{"key": "dedicated", "value": "web", "effect": "PreferNoSchedule"}]),
+        "{node:#}"
+    );
+
+    // A node routes service IPs by its default route; this one has none.
+    cluster.ns.ip(&[
+        "route",
+        "add",
+        "10.96.0.0/12",
+        "dev",
+        "lo",
+        "src",
+        paddock_testkit::cluster::NODE_IP,
+    ])?;
+    cluster.kubectl(&["run", "web", "--image=nginx", "--port=80", "--expose"])?;
+    cluster.wait_ready("web", Duration::from_secs(90))?;
+    let ip = cluster.kubectl(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])?;
+    let page = wait::until(
+        "the service to serve",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || Ok(cluster.curl(&[&format!("http://{ip}/")]).ok()),
+    )
+    .with_context(|| cluster.logs())?;
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+    Ok(())
+}

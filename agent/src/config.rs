@@ -5,6 +5,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::{Result, bail};
+use k8s_openapi::api::core::v1::Taint;
+
 /// How an agent is set up.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -32,6 +35,9 @@ pub struct Config {
     pub cluster_domain: String,
     /// Labels the Node gets besides the well-known ones.
     pub node_labels: BTreeMap<String, String>,
+    /// Taints the Node is created with (as the kubelet's
+    /// `--register-with-taints`, k3s's `--node-taint`).
+    pub node_taints: Vec<Taint>,
     pub max_pods: u32,
     pub timing: Timing,
 }
@@ -79,5 +85,56 @@ impl Config {
     /// host-local's IP reservations for the node's podCIDR.
     pub fn ipam_dir(&self) -> PathBuf {
         self.agent_dir().join("ipam")
+    }
+}
+
+/// A taint as k3s's `--node-taint` and the kubelet's
+/// `--register-with-taints` take it: `KEY[=VALUE]:EFFECT`.
+pub fn parse_taint(text: &str) -> Result<Taint> {
+    let Some((key_value, effect)) = text.rsplit_once(':') else {
+        bail!("taint {text:?} is not KEY[=VALUE]:EFFECT");
+    };
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        bail!("taint {text:?}: the effect must be NoSchedule, PreferNoSchedule or NoExecute");
+    }
+    let (key, value) = match key_value.split_once('=') {
+        Some((key, value)) => (key, Some(value.to_string())),
+        None => (key_value, None),
+    };
+    if key.is_empty() {
+        bail!("taint {text:?} has no key");
+    }
+    Ok(Taint {
+        key: key.to_string(),
+        value,
+        effect: effect.to_string(),
+        time_added: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taints_as_k3s_takes_them() {
+        let t = parse_taint("node-role.kubernetes.io/master:NoSchedule").unwrap();
+        assert_eq!(
+            (t.key.as_str(), t.value, t.effect.as_str()),
+            ("node-role.kubernetes.io/master", None, "NoSchedule")
+        );
+        let t = parse_taint("dedicated=gpu:NoExecute").unwrap();
+        assert_eq!(
+            (t.key.as_str(), t.value.as_deref(), t.effect.as_str()),
+            ("dedicated", Some("gpu"), "NoExecute")
+        );
+        for bad in [
+            "dedicated=gpu",
+            "dedicated:Never",
+            ":NoSchedule",
+            "=x:NoSchedule",
+        ] {
+            assert!(parse_taint(bad).is_err(), "{bad}");
+        }
     }
 }

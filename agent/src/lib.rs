@@ -32,9 +32,17 @@ use tokio::task::JoinSet;
 
 pub use config::{Config, Timing};
 
-/// Runs the agent until one of its parts fails (or the future is dropped,
-/// which stops it; running pods keep running).
-pub async fn run(config: Config) -> Result<()> {
+/// A node that has joined its server: its credentials, and an API client
+/// with its identity (which the proxy of the node uses too).
+#[derive(Clone)]
+pub struct Joined {
+    pub credentials: join::Credentials,
+    pub client: kube::Client,
+}
+
+/// Joins the server (or takes the credentials kept from an earlier join),
+/// waiting for the server to come up.
+pub async fn join(config: &Config) -> Result<Joined> {
     let token: join::Token = config.token.parse()?;
     let credentials = join::Join {
         server: &config.server,
@@ -46,6 +54,19 @@ pub async fn run(config: Config) -> Result<()> {
     .credentials()
     .await?;
     let client = join::client(&config.server, &credentials)?;
+    Ok(Joined {
+        credentials,
+        client,
+    })
+}
+
+/// Runs the agent of a joined node until one of its parts fails (or the
+/// future is dropped, which stops it; running pods keep running).
+pub async fn run(config: Config, joined: Joined) -> Result<()> {
+    let Joined {
+        credentials,
+        client,
+    } = joined;
 
     let (cri, version) = cri::Cri::connect(&config.runtime_endpoint).await?;
     tracing::info!(
@@ -68,6 +89,7 @@ pub async fn run(config: Config) -> Result<()> {
         name: config.node_name.clone(),
         ip: config.node_ip,
         labels: config.node_labels.clone(),
+        taints: config.node_taints.clone(),
         max_pods: config.max_pods,
         kubelet_port: config.kubelet_port,
         data_dir: config.data_dir.clone(),

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Taint;
 use paddock_agent::{Config, Timing};
 
 #[derive(clap::Args)]
@@ -73,9 +75,20 @@ pub struct NodeArgs {
     /// A label for the Node, `KEY=VALUE` (repeatable).
     #[arg(long = "node-label")]
     node_labels: Vec<String>,
+    /// A taint the Node is registered with, `KEY[=VALUE]:EFFECT`
+    /// (repeatable).
+    #[arg(long = "node-taint", value_parser = paddock_agent::config::parse_taint)]
+    node_taints: Vec<Taint>,
     /// The most pods this node runs.
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
+    /// A kube-proxy flag for the node's proxy, `KEY=VALUE` (repeatable),
+    /// e.g. `proxy-mode=ipvs`.
+    #[arg(long = "kube-proxy-arg")]
+    kube_proxy_args: Vec<String>,
+    /// Run no proxy on this node.
+    #[arg(long)]
+    disable_kube_proxy: bool,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -89,21 +102,24 @@ pub async fn run(args: Args) -> Result<()> {
         Some(ip) => ip,
         None => ip_towards(&args.server)?,
     };
-    let agent = start(args.server, token, node_ip, args.data_dir, args.node)?;
+    let agent = start(args.server, token, node_ip, args.data_dir, args.node, None)?;
     tokio::select! {
         result = agent => result,
         () = crate::runtime::shutdown() => Ok(()),
     }
 }
 
-/// The agent (and its embedded runtime, unless another one is named), as a
-/// future that runs until it fails or is dropped.
+/// The agent, its proxy (unless `--disable-kube-proxy`) and its embedded
+/// runtime (unless another one is named), as a future that runs until one
+/// of them fails or it is dropped. The proxy masquerades traffic to cluster
+/// IPs from outside `cluster_cidr`, when known.
 pub fn start(
     server: String,
     token: String,
     node_ip: IpAddr,
     data_dir: PathBuf,
     node: NodeArgs,
+    cluster_cidr: Option<IpNet>,
 ) -> Result<impl Future<Output = Result<()>> + use<>> {
     let embedded = node.container_runtime_endpoint.is_none();
     let endpoint = node
@@ -126,9 +142,15 @@ pub fn start(
         cluster_dns: node.cluster_dns,
         cluster_domain: node.cluster_domain.clone(),
         node_labels: labels(&node.node_labels)?,
+        node_taints: node.node_taints.clone(),
         max_pods: node.max_pods,
         timing: Timing::default(),
         data_dir,
+    };
+    let proxy = if node.disable_kube_proxy {
+        None
+    } else {
+        Some(proxy_config(&config, &node, cluster_cidr)?)
     };
     let runtime = if embedded {
         Some(embedded_runtime(&config, &node)?)
@@ -142,11 +164,42 @@ pub fn start(
                 None => std::future::pending().await,
             }
         };
+        let node = async {
+            let joined = paddock_agent::join(&config).await?;
+            let proxy = async {
+                match proxy {
+                    Some(proxy) => {
+                        paddock_proxy::run(proxy, joined.client.clone(), std::future::pending())
+                            .await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = paddock_agent::run(config, joined.clone()) => result,
+                result = proxy => result.context("the proxy stopped"),
+            }
+        };
         tokio::select! {
-            result = paddock_agent::run(config) => result,
+            result = node => result,
             result = runtime => result.context("the embedded runtime stopped"),
         }
     })
+}
+
+/// The node's proxy: upstream's defaults for this node, then
+/// `--kube-proxy-arg`s.
+fn proxy_config(
+    config: &Config,
+    node: &NodeArgs,
+    cluster_cidr: Option<IpNet>,
+) -> Result<paddock_proxy::Config> {
+    let mut proxy = paddock_proxy::Config::new(&config.node_name, config.node_ip);
+    proxy.cluster_cidr = cluster_cidr;
+    for arg in &node.kube_proxy_args {
+        proxy.apply_kube_proxy_arg(arg)?;
+    }
+    Ok(proxy)
 }
 
 /// Paddock's runtime, serving CRI on the agent's socket.

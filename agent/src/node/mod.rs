@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::{
     ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
-    NodeStatus, NodeSystemInfo, ObjectReference,
+    NodeSpec, NodeStatus, NodeSystemInfo, ObjectReference, Taint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -39,6 +39,8 @@ pub struct Reporter {
     pub name: String,
     pub ip: IpAddr,
     pub labels: BTreeMap<String, String>,
+    /// Set when the Node is created (an existing Node keeps its own).
+    pub taints: Vec<Taint>,
     pub max_pods: u32,
     pub kubelet_port: u16,
     pub data_dir: std::path::PathBuf,
@@ -68,7 +70,10 @@ impl Reporter {
                 ])),
                 ..Default::default()
             },
-            spec: Some(Default::default()),
+            spec: Some(NodeSpec {
+                taints: (!self.taints.is_empty()).then(|| self.taints.clone()),
+                ..Default::default()
+            }),
             status: Some(status.clone()),
         };
         let registered = match api.create(&PostParams::default(), &node).await {
