@@ -50,6 +50,12 @@ pub fn message(error: &anyhow::Error) -> String {
     }
 }
 
+/// CRI timeouts are whole seconds: what is left of a grace period is
+/// rounded up, so that a container is never killed before its time.
+fn seconds_rounded_up(d: Duration) -> i64 {
+    d.as_secs() as i64 + i64::from(d.subsec_nanos() > 0)
+}
+
 impl Cri {
     /// Connects to `socket`, waiting for the runtime to answer `Version`
     /// (an embedded runtime or containerd may still be starting).
@@ -265,7 +271,7 @@ impl Cri {
     pub async fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
         let request = cri::StopContainerRequest {
             container_id: id.into(),
-            timeout: timeout.as_secs() as i64,
+            timeout: seconds_rounded_up(timeout),
         };
         self.runtime
             .clone()
@@ -375,6 +381,13 @@ mod tests {
             PathBuf::from("/run/paddock/runtime.sock")
         );
         assert!(socket_path("tcp://127.0.0.1:1234").is_err());
+    }
+
+    #[test]
+    fn grace_left_is_rounded_up_to_whole_seconds() {
+        assert_eq!(seconds_rounded_up(Duration::from_millis(2990)), 3);
+        assert_eq!(seconds_rounded_up(Duration::from_secs(3)), 3);
+        assert_eq!(seconds_rounded_up(Duration::ZERO), 0);
     }
 
     #[test]
