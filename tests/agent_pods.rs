@@ -152,3 +152,44 @@ fn the_node_is_tainted_and_its_proxy_serves_services() -> Result<()> {
     assert!(page.contains("Welcome to nginx!"), "{page}");
     Ok(())
 }
+
+/// `paddock server` without `--disable-agent` is a whole node: its agent,
+/// runtime and proxy run in the server's process and serve a pod and its
+/// Service.
+#[test]
+fn a_server_without_disable_agent_runs_pods() -> Result<()> {
+    let cluster =
+        Cluster::start_single(Path::new(env!("CARGO_BIN_EXE_paddock")), Runtime::Paddock)?;
+    cluster.ns.ip(&[
+        "route",
+        "add",
+        "10.96.0.0/12",
+        "dev",
+        "lo",
+        "src",
+        paddock_testkit::cluster::NODE_IP,
+    ])?;
+    cluster.kubectl(&["run", "web", "--image=nginx", "--port=80", "--expose"])?;
+    let pod = cluster.wait_ready("web", Duration::from_secs(90))?;
+    assert_eq!(pod["spec"]["nodeName"], cluster.node_name());
+    let ip = cluster.kubectl(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])?;
+    let page = wait::until(
+        "the service to serve",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || Ok(cluster.curl(&[&format!("http://{ip}/")]).ok()),
+    )
+    .with_context(|| cluster.logs())?;
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+    let logs = wait::until(
+        "the request in kubectl logs",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            let logs = cluster.kubectl(&["logs", "web"])?;
+            Ok(logs.contains("GET / HTTP/1.1").then_some(logs))
+        },
+    )?;
+    assert!(logs.contains("curl/"), "{logs}");
+    Ok(())
+}

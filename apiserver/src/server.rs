@@ -22,6 +22,7 @@ use crate::storage::{SqliteStore, Store};
 /// A running apiserver.
 pub struct Server {
     local_addr: SocketAddr,
+    advertise_address: IpAddr,
     kubeconfig: String,
     join_token: JoinToken,
     registry: Arc<Registry>,
@@ -127,6 +128,7 @@ impl Server {
         tracing::info!(address = %local_addr, advertise = %advertise, "apiserver listening");
         Ok(Server {
             local_addr,
+            advertise_address: advertise,
             kubeconfig,
             join_token,
             registry,
@@ -137,6 +139,17 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address agents and Services reach the API at.
+    pub fn advertise_address(&self) -> IpAddr {
+        self.advertise_address
+    }
+
+    /// The API's URL on this machine (loopback when it listens on all
+    /// addresses).
+    pub fn local_url(&self) -> String {
+        format!("https://{}", client_address(self.local_addr))
     }
 
     /// The admin kubeconfig (YAML).

@@ -26,7 +26,7 @@ struct Cli {
 enum Command {
     /// Run the control plane (apiserver, SQLite store, controllers) and, unless
     /// --disable-agent, an agent with the embedded runtime and the proxy.
-    Server(server::Args),
+    Server(Box<server::Args>),
     /// Join a server and run the pods bound to this node.
     Agent(Box<agent::Args>),
     /// Run kube-proxy: Services on this node through iptables or IPVS.
@@ -54,7 +54,7 @@ fn main() -> Result<()> {
         .map_err(|_| anyhow::anyhow!("a TLS crypto provider was already installed"))?;
     let cli = Cli::parse();
     match cli.command {
-        Command::Server(args) => block_on(server::run(args)),
+        Command::Server(args) => block_on(server::run(*args)),
         Command::Agent(args) => block_on(agent::run(*args)),
         Command::Proxy(args) => block_on(proxy::run(args)),
         Command::Runtime(args) => block_on(runtime::run(args)),

@@ -27,7 +27,7 @@ pub struct Args {
     /// The address agents and Services reach the API at (default: --node-ip).
     #[arg(long)]
     advertise_address: Option<IpAddr>,
-    /// This node's IP address.
+    /// This node's IP address (default: the advertise address).
     #[arg(long)]
     node_ip: Option<IpAddr>,
     /// The pod network; each node gets a /24 of it.
@@ -53,6 +53,9 @@ pub struct Args {
     compact_retention_seconds: u64,
     #[command(flatten)]
     controllers: crate::controllers::Flags,
+    /// This node's agent, unless --disable-agent.
+    #[command(flatten)]
+    node: crate::agent::NodeArgs,
 }
 
 fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>> {
@@ -84,15 +87,38 @@ pub async fn run(args: Args) -> Result<()> {
     };
     config.admission = args.controllers.admission();
     let controllers = args.controllers.config(config.cluster_cidr);
+    let cluster_cidr = config.cluster_cidr;
+    let data_dir = config.data_dir.clone();
     let server = Server::start(config).await?;
     let controllers = tokio::spawn(crate::controllers::run(server.client().await?, controllers));
+    // This node's agent, its proxy and its embedded runtime, joining the
+    // server in this process like any other node.
+    let agent = if args.disable_agent {
+        None
+    } else {
+        Some(crate::agent::start(
+            server.local_url(),
+            server.join_token().to_string(),
+            args.node_ip.unwrap_or(server.advertise_address()),
+            data_dir,
+            args.node,
+            Some(cluster_cidr.into()),
+        )?)
+    };
+    let agent = async {
+        match agent {
+            Some(agent) => agent.await.context("this node's agent stopped"),
+            None => std::future::pending().await,
+        }
+    };
     let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    let result = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = terminate.recv() => Ok(()),
+        result = agent => result,
+    };
     tracing::info!("shutting down");
     controllers.abort();
     server.shutdown().await;
-    Ok(())
+    result
 }

@@ -50,6 +50,7 @@ pub struct Cluster {
     runtime: Runtime,
     cgroup_root: String,
     node_name: String,
+    agent_data: PathBuf,
     server: Option<Guard>,
     agent: Option<Guard>,
     containerd: Option<Guard>,
@@ -84,6 +85,16 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// `paddock server` without `--disable-agent`: the node's agent runs in
+    /// the server's process, with the node Ready.
+    pub fn start_single(binary: &Path, runtime: Runtime) -> Result<Cluster> {
+        let mut cluster = Cluster::prepare(binary, runtime)?;
+        cluster.agent_data = cluster.dir.join("server-data");
+        cluster.serve(true)?;
+        cluster.wait_node_ready(Duration::from_secs(60))?;
+        Ok(cluster)
+    }
+
     /// The namespace, registry and directories, nothing running yet.
     pub fn prepare(binary: &Path, runtime: Runtime) -> Result<Cluster> {
         let name = unique_name("pdkag");
@@ -96,11 +107,12 @@ impl Cluster {
         let cluster = Cluster {
             ns,
             _registry: registry,
-            dir,
+            dir: dir.clone(),
             binary: binary.to_path_buf(),
             runtime,
             cgroup_root: format!("/{name}"),
             node_name: "node1".into(),
+            agent_data: dir.join("agent-data"),
             server: None,
             agent: None,
             containerd: None,
@@ -130,7 +142,7 @@ impl Cluster {
 
     /// The agent's data directory.
     pub fn agent_data(&self) -> PathBuf {
-        self.dir.join("agent-data")
+        self.agent_data.clone()
     }
 
     pub fn server_tls(&self, file: &str) -> PathBuf {
@@ -169,19 +181,29 @@ impl Cluster {
 
     /// `paddock server --disable-agent` on the node; returns once it serves.
     pub fn start_server(&mut self) -> Result<()> {
+        self.serve(false)
+    }
+
+    /// `paddock server`, with this node's agent in it or not; returns once
+    /// it serves.
+    fn serve(&mut self, with_agent: bool) -> Result<()> {
         if self.server.is_some() {
             bail!("the server is running");
         }
         let mut cmd = self.ns.command(&self.binary.display().to_string());
-        cmd.arg("server")
-            .arg("--disable-agent")
-            .arg("--data-dir")
+        cmd.arg("server");
+        if with_agent {
+            self.node_flags(&mut cmd)?;
+        } else {
+            cmd.arg("--disable-agent");
+        }
+        cmd.arg("--data-dir")
             .arg(self.dir.join("server-data"))
             .arg("--write-kubeconfig")
             .arg(self.kubeconfig())
             .args(["--advertise-address", NODE_IP, "--node-ip", NODE_IP])
             .args(["--https-listen-port", &API_PORT.to_string()])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,paddock_agent=debug")
             .stdin(Stdio::null())
             .stdout(self.log_file("server")?)
             .stderr(self.log_file("server")?);
@@ -225,13 +247,25 @@ impl Cluster {
         let mut cmd = self.ns.command(&self.binary.display().to_string());
         cmd.arg("agent")
             .args(["--server", &format!("https://{NODE_IP}:{API_PORT}")])
-            .args(["--node-ip", NODE_IP, "--node-name", &self.node_name]);
+            .args(["--node-ip", NODE_IP]);
         if !extra.contains(&"--token") {
             cmd.arg("--token-file")
                 .arg(self.dir.join("server-data/server/token"));
         }
-        cmd.arg("--data-dir")
-            .arg(self.agent_data())
+        cmd.arg("--data-dir").arg(self.agent_data());
+        self.node_flags(&mut cmd)?;
+        cmd.args(extra)
+            .env("RUST_LOG", "info,paddock_agent=debug")
+            .stdin(Stdio::null())
+            .stdout(self.log_file("agent")?)
+            .stderr(self.log_file("agent")?);
+        Ok(cmd)
+    }
+
+    /// The node's flags (`paddock agent`'s, `paddock server`'s for its
+    /// agent), on this cluster's runtime.
+    fn node_flags(&mut self, cmd: &mut Command) -> Result<()> {
+        cmd.args(["--node-name", &self.node_name])
             .arg("--cni-conf-dir")
             .arg(self.dir.join("net.d"))
             .arg("--pod-log-dir")
@@ -256,12 +290,7 @@ impl Cluster {
                 ));
             }
         }
-        cmd.args(extra)
-            .env("RUST_LOG", "info,paddock_agent=debug")
-            .stdin(Stdio::null())
-            .stdout(self.log_file("agent")?)
-            .stderr(self.log_file("agent")?);
-        Ok(cmd)
+        Ok(())
     }
 
     /// `kill -9` of the agent (its pods live on).
