@@ -7,12 +7,16 @@
 //!   partial sync costs when the table is big, against the least any change
 //!   to that table costs (a rule added and deleted in one transaction);
 //! - the memory of a process holding the model and the proxier's state at
-//!   the largest N.
+//!   the largest N;
+//! - `paddock proxy` itself at the largest N against a real `paddock
+//!   server`: time to its first sync and its memory (see [`served`]).
 //!
 //! iptables-nft 1.8.9 (Debian 12) is quadratic in the chains one
 //! transaction declares (10k services: over ten minutes of CPU for the
 //! floor alone), so the nft full syncs stop at 1k services by default; the
 //! nft one-change table is grown with partial syncs of 500 services.
+
+mod served;
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -53,6 +57,10 @@ pub struct Args {
     /// Where to write the Markdown report (also printed).
     #[arg(long, default_value = "target/bench/proxy.md")]
     out: PathBuf,
+    /// Skip `paddock proxy` against a real server (filling the server takes
+    /// a minute or two at 10k services).
+    #[arg(long)]
+    no_served: bool,
     /// Internal: build N services, sync them in the current namespace and
     /// print this process's peak RSS in KiB.
     #[arg(long, hide = true)]
@@ -90,6 +98,10 @@ pub fn run(args: Args) -> Result<()> {
     }
     eprintln!("memory at {} services", args.change_at);
     report.rss = Some((args.change_at, rss(args.change_at, args.endpoints)?));
+    if !args.no_served {
+        eprintln!("paddock proxy at {} services", args.change_at);
+        report.served = Some(served::measure(args.change_at, args.endpoints)?);
+    }
     let text = report.markdown(args.endpoints);
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -328,6 +340,7 @@ struct Report {
     full: Vec<FullSyncs>,
     changes: Vec<Changes>,
     rss: Option<(usize, u64)>,
+    served: Option<served::Served>,
 }
 
 /// Median and p99 (nearest rank) of the samples' wall and CPU times.
@@ -413,6 +426,21 @@ impl Report {
                  iptables proxier's state after syncing {services} services × {endpoints} \
                  endpoints: {:.1} MiB.",
                 kib as f64 / 1024.0
+            );
+        }
+        if let Some(served) = &self.served {
+            let mib = |kib: u64| kib as f64 / 1024.0;
+            let _ = writeln!(
+                out,
+                "\n## Proxy: `paddock proxy` through the API\n\n\
+                 `paddock server` holding {} Services with one EndpointSlice of {endpoints} \
+                 endpoints each; `paddock proxy --proxy-mode iptables` (iptables-legacy) \
+                 in a fresh network namespace: {:.1} s from its start to its first sync \
+                 done (list, render, restore); then RSS {:.1} MiB (peak {:.1} MiB).",
+                served.services,
+                served.first_sync.as_secs_f64(),
+                mib(served.rss_kib),
+                mib(served.peak_rss_kib),
             );
         }
         out
