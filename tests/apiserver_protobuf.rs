@@ -2,12 +2,17 @@
 //! bodies (`kubectl create deployment|service|configmap|secret|namespace|
 //! serviceaccount`, `kubectl drain --disable-eviction`'s DeleteOptions):
 //! `paddock server --disable-agent` decodes them into the objects a JSON
-//! client would have created. Malformed protobuf gets a 400 Status and
-//! stores nothing.
+//! client would have created. The subresource bodies other typed clients
+//! send as protobuf (Binding, Scale, Eviction) are encoded here with k8s-pb.
+//! Malformed protobuf gets a 400 Status and stores nothing.
 
 use anyhow::{Context, Result, ensure};
+use k8s_pb::api::core::v1 as core;
+use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
 use paddock_testkit::kubectl::Kubectl;
 use paddock_testkit::server::Server;
+use prost::Message;
 use serde_json::Value;
 
 const PADDOCK: &str = env!("CARGO_BIN_EXE_paddock");
@@ -26,12 +31,42 @@ fn created(k: &Kubectl, args: &[&str], expect: &str) -> Result<()> {
     Ok(())
 }
 
-/// The Status a raw POST of `body` as protobuf gets: (HTTP code, Status).
-fn post_protobuf(server: &Server, path: &str, body: &[u8]) -> Result<(String, Value)> {
+/// A protobuf body as client-go sends it: the magic, then a
+/// `runtime.Unknown` holding the type and the encoded message.
+fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
+    let unknown = Unknown {
+        type_meta: Some(TypeMeta {
+            api_version: Some(api_version.into()),
+            kind: Some(kind.into()),
+        }),
+        raw: Some(raw),
+        content_encoding: Some(String::new()),
+        content_type: Some(String::new()),
+    };
+    [b"k8s\0".as_slice(), &unknown.encode_to_vec()].concat()
+}
+
+fn object_meta(name: &str) -> Option<meta::ObjectMeta> {
+    Some(meta::ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some("default".into()),
+        ..Default::default()
+    })
+}
+
+/// Sends `body` as protobuf: the HTTP code and the JSON response.
+fn send_protobuf(
+    server: &Server,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(String, Value)> {
     let file = server.data_dir().join("body.pb");
     std::fs::write(&file, body)?;
     let data = format!("@{}", file.display());
     let out = server.curl(&[
+        "-X",
+        method,
         "-H",
         "Content-Type: application/vnd.kubernetes.protobuf",
         "-w",
@@ -41,10 +76,10 @@ fn post_protobuf(server: &Server, path: &str, body: &[u8]) -> Result<(String, Va
         path,
     ])?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (status, code) = text.rsplit_once('\n').context("curl's status line")?;
+    let (response, code) = text.rsplit_once('\n').context("curl's status line")?;
     Ok((
         code.to_owned(),
-        serde_json::from_str(status).context(text.clone())?,
+        serde_json::from_str(response).context(text.clone())?,
     ))
 }
 
@@ -217,6 +252,57 @@ fn run(server: &Server, k: &Kubectl) -> Result<()> {
     )?;
     get_json(k, &["serviceaccount", "robot", "-n", "team-a"])?;
 
+    // Subresource bodies: Binding (what upstream's scheduler sends), Scale
+    // (HPA), Eviction (client-go's typed clients).
+    created(k, &["run", "bindme", "--image=nginx"], "pod/bindme created")?;
+    let binding = core::Binding {
+        metadata: object_meta("bindme"),
+        target: Some(core::ObjectReference {
+            kind: Some("Node".into()),
+            name: Some("n0".into()),
+            ..Default::default()
+        }),
+    };
+    let pod = "/api/v1/namespaces/default/pods/bindme";
+    let body = envelope("v1", "Binding", binding.encode_to_vec());
+    let (code, status) = send_protobuf(server, "POST", &format!("{pod}/binding"), &body)?;
+    ensure!(code == "201", "{code} {status}");
+    let bound = get_json(k, &["pod", "bindme"])?;
+    ensure!(bound["spec"]["nodeName"] == "n0", "{bound}");
+
+    let scale = k8s_pb::api::autoscaling::v1::Scale {
+        metadata: object_meta("idle"),
+        spec: Some(k8s_pb::api::autoscaling::v1::ScaleSpec { replicas: Some(2) }),
+        status: None,
+    };
+    let body = envelope("autoscaling/v1", "Scale", scale.encode_to_vec());
+    let path = "/apis/apps/v1/namespaces/default/deployments/idle/scale";
+    let (code, scaled) = send_protobuf(server, "PUT", path, &body)?;
+    ensure!(
+        code == "200" && scaled["spec"]["replicas"] == 2,
+        "{code} {scaled}"
+    );
+    ensure!(get_json(k, &["deployment", "idle"])?["spec"]["replicas"] == 2);
+
+    let eviction = k8s_pb::api::policy::v1::Eviction {
+        metadata: object_meta("bindme"),
+        delete_options: Some(meta::DeleteOptions {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        }),
+    };
+    let body = envelope("policy/v1", "Eviction", eviction.encode_to_vec());
+    let (code, status) = send_protobuf(server, "POST", &format!("{pod}/eviction"), &body)?;
+    ensure!(
+        code == "201" && status["status"] == "Success",
+        "{code} {status}"
+    );
+    let evicted = k.output(&["get", "pod", "bindme"])?;
+    ensure!(
+        String::from_utf8_lossy(&evicted.stderr).contains("NotFound"),
+        "a pod evicted with grace period 0 is gone: {evicted:?}"
+    );
+
     // `kubectl drain --disable-eviction` deletes with protobuf DeleteOptions.
     k.run_with_input(
         &["create", "-f", "-"],
@@ -240,19 +326,14 @@ fn run(server: &Server, k: &Kubectl) -> Result<()> {
     // Malformed protobuf: 400 with a Status saying what is wrong, and
     // nothing stored.
     let configmaps = "/api/v1/namespaces/default/configmaps";
-    let type_meta = [b"\x0a\x02v1".as_slice(), b"\x12\x09ConfigMap"].concat();
-    // The raw ConfigMap's metadata claims 16 bytes and has 8.
-    let raw = b"\x0a\x10\x0a\x06broken";
-    let body = [
-        b"k8s\0\x0a".as_slice(),
-        &[type_meta.len() as u8],
-        &type_meta,
-        b"\x12",
-        &[raw.len() as u8],
-        raw,
-    ]
-    .concat();
-    let (code, status) = post_protobuf(server, configmaps, &body)?;
+    let broken = core::ConfigMap {
+        metadata: object_meta("broken"),
+        ..Default::default()
+    };
+    let mut raw = broken.encode_to_vec();
+    raw.truncate(raw.len() / 2);
+    let body = envelope("v1", "ConfigMap", raw);
+    let (code, status) = send_protobuf(server, "POST", configmaps, &body)?;
     ensure!(
         code == "400" && status["kind"] == "Status" && status["reason"] == "BadRequest",
         "{code} {status}"
@@ -262,8 +343,9 @@ fn run(server: &Server, k: &Kubectl) -> Result<()> {
             == "the request body is not a valid protobuf object: metadata: a field is cut short",
         "{status}"
     );
-    let (code, status) = post_protobuf(
+    let (code, status) = send_protobuf(
         server,
+        "POST",
         configmaps,
         br#"{"apiVersion":"v1","kind":"ConfigMap"}"#,
     )?;
