@@ -93,6 +93,18 @@ const KEEPS_ZERO: &[(&str, &[&str])] = &[
     ("io.k8s.api.core.v1.ConfigMapProjection", &["optional"]),
     ("io.k8s.api.core.v1.SecretProjection", &["optional"]),
     ("io.k8s.api.core.v1.CSIVolumeSource", &["readOnly"]),
+    (
+        "io.k8s.api.core.v1.ClusterTrustBundleProjection",
+        &["optional"],
+    ),
+    (
+        "io.k8s.api.core.v1.TopologySpreadConstraint",
+        &["minDomains"],
+    ),
+    (
+        "io.k8s.api.core.v1.WindowsSecurityContextOptions",
+        &["hostProcess"],
+    ),
     ("io.k8s.api.core.v1.ContainerStatus", &["started"]),
     (
         "io.k8s.api.core.v1.ServiceSpec",
