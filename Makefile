@@ -6,7 +6,7 @@ CARGO ?= cargo
 DATA_DIR ?= /var/lib/paddock
 KUBECONFIG_OUT ?= /etc/paddock/kubeconfig.yaml
 
-.PHONY: run stop test deps test-deps images bench build build-release lint fmt install lab-up lab-down
+.PHONY: run stop test deps test-deps images bench bench-proxy build build-release lint fmt install lab-up lab-down
 
 ## make run: install what is needed, build in release mode, start a one-node cluster
 ## (paddock server in the background), wait until its node is Ready
@@ -54,6 +54,11 @@ lab-up: test-deps images build-release
 lab-down:
 	$(CARGO) build --release -p paddock-testkit --bin paddock-lab
 	target/release/paddock-lab down
+
+## make bench-proxy: iptables against IPVS mode in UML VMs, 100 to 10k services;
+## target/bench/proxy-modes.md and .png
+bench-proxy: test-deps build-release
+	target/release/paddock bench proxy --modes iptables,ipvs
 
 build:
 	$(CARGO) build --workspace --bins

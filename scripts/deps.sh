@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 NODE_PACKAGES=(iptables iproute2 ipset conntrack containernetworking-plugins curl ca-certificates)
 RUN_PACKAGES=(build-essential pkg-config protobuf-compiler libseccomp-dev "${NODE_PACKAGES[@]}")
 TEST_PACKAGES=(docker-registry skopeo umoci busybox-static jq
-  containerd runc crun hyperfine wrk ipvsadm user-mode-linux)
+  containerd runc crun hyperfine wrk ipvsadm user-mode-linux fonts-dejavu-core)
 
 mode=${1:-run}
 case $mode in

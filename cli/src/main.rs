@@ -65,3 +65,15 @@ fn main() -> Result<()> {
 fn block_on(work: impl std::future::Future<Output = Result<()>>) -> Result<()> {
     tokio::runtime::Runtime::new()?.block_on(work)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own checks of every subcommand (unique names and groups),
+    /// which otherwise fail only when that subcommand runs.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

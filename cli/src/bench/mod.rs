@@ -2,6 +2,7 @@
 
 mod apiserver;
 mod proxy;
+mod proxy_modes;
 mod runtime;
 mod scheduler;
 
@@ -22,11 +23,16 @@ enum What {
     /// /bin/true container lifecycle against runc and crun (hyperfine).
     Runtime(runtime::Args),
     /// iptables full syncs against a bare iptables-restore of the same
-    /// rules, one-service changes at 10k services, and memory.
+    /// rules, one-service changes at 10k services, and memory; with
+    /// --modes iptables,ipvs the modes side by side in UML VMs.
     Proxy(proxy::Args),
     /// 1000 pending pods onto 100 fake nodes, and a 100-replica Deployment
     /// from create to all pods bound, against an in-process apiserver.
     Scheduler(scheduler::Args),
+    /// Inside a VM of `bench proxy --modes`: one mode's backend on a
+    /// synthetic model, timed.
+    #[command(hide = true)]
+    ProxyNode(proxy_modes::NodeArgs),
     /// Run one OCI bundle to completion with libcontainer, as `runc run`
     /// does (what the lifecycle benchmark times).
     #[command(hide = true)]
@@ -39,6 +45,7 @@ pub fn run(args: Args) -> Result<()> {
     match args.what {
         What::RunBundle(args) => std::process::exit(runtime::run_bundle(args)?),
         What::Proxy(args) => proxy::run(args),
+        What::ProxyNode(args) => proxy_modes::node::run(args),
         What::Apiserver(args) => tokio::runtime::Runtime::new()?.block_on(apiserver::run(args)),
         What::Runtime(args) => tokio::runtime::Runtime::new()?.block_on(runtime::run(args)),
         What::Scheduler(args) => tokio::runtime::Runtime::new()?.block_on(scheduler::run(args)),

@@ -61,6 +61,13 @@ pub struct Args {
     /// a minute or two at 10k services).
     #[arg(long)]
     no_served: bool,
+    /// Compare these proxy modes (iptables,ipvs) in User-Mode Linux VMs
+    /// instead, with --endpoints, --changes and the options marked "With
+    /// --modes".
+    #[arg(long, value_delimiter = ',')]
+    modes: Vec<paddock_proxy::Mode>,
+    #[command(flatten)]
+    vms: super::proxy_modes::ModesArgs,
     /// Internal: build N services, sync them in the current namespace and
     /// print this process's peak RSS in KiB.
     #[arg(long, hide = true)]
@@ -72,6 +79,9 @@ pub fn run(args: Args) -> Result<()> {
         nix::unistd::geteuid().is_root(),
         "the proxy benchmark runs as root (it makes network namespaces)"
     );
+    if !args.modes.is_empty() {
+        return super::proxy_modes::run(&args.modes, args.endpoints, args.changes, &args.vms);
+    }
     if let Some(services) = args.rss_probe {
         return rss_probe(services, args.endpoints);
     }
@@ -162,7 +172,7 @@ fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Sample)> {
     ))
 }
 
-fn cpu_seconds() -> f64 {
+pub(super) fn cpu_seconds() -> f64 {
     use nix::sys::resource::{UsageWho, getrusage};
     let seconds = |who| {
         getrusage(who)
