@@ -1102,3 +1102,66 @@ async fn a_host_network_pod_shares_the_nodes_network_and_hostname() -> Result<()
     );
     Ok(())
 }
+
+/// What a missing executable does on one engine: CreateContainer's and
+/// StartContainer's outcomes, then the container's state, exit code,
+/// reason, whether the message names the executable and whether
+/// finishedAt is set.
+async fn missing_executable(engine: Engine) -> Result<(bool, bool, i32, i32, String, bool, bool)> {
+    let mut node = Node::start(engine).await?;
+    let image = node.pull(BUSYBOX).await?;
+    let config = node.sandbox_config("missing");
+    let sandbox = node.run_sandbox(&config).await?;
+    let created = node
+        .cri
+        .runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(container_config("missing", &image, &["/no/such/binary"])),
+            sandbox_config: Some(config.clone()),
+        })
+        .await;
+    let Ok(created) = created else {
+        return Ok((false, false, 0, 0, String::new(), false, false));
+    };
+    let id = created.into_inner().container_id;
+    let started = node
+        .cri
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await;
+    let status = node.status(&id).await?;
+    node.remove_sandbox(&sandbox).await?;
+    Ok((
+        true,
+        started.is_ok(),
+        status.state,
+        status.exit_code,
+        status.reason,
+        status.message.contains("/no/such/binary"),
+        status.finished_at > 0,
+    ))
+}
+
+/// A container whose executable does not exist is created, fails to start,
+/// and then reads EXITED, 128, StartError with the error as its message —
+/// as containerd 1.6 + runc report it, side by side.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_executable_fails_at_start_as_on_containerd() -> Result<()> {
+    let ours = missing_executable(Engine::Paddock(env!("CARGO_BIN_EXE_paddock").into())).await?;
+    let containerd = missing_executable(Engine::Containerd).await?;
+    let expected = (
+        true,
+        false,
+        ContainerState::ContainerExited as i32,
+        128,
+        "StartError".to_string(),
+        true,
+        true,
+    );
+    assert_eq!(containerd, expected, "containerd");
+    assert_eq!(ours, expected, "Paddock's runtime");
+    Ok(())
+}

@@ -539,7 +539,13 @@ impl Runtime {
             exit_file: Container::exit_file(dir),
             cgroup: cgroup.clone(),
         };
-        let (monitor, init_pid) = self.spawn_monitor(request).await?;
+        let (monitor, init_pid, start_error) = match self.spawn_monitor(request).await? {
+            Spawned::Created { monitor, init_pid } => (Some(monitor), Some(init_pid), None),
+            Spawned::Failed(error) => {
+                tracing::warn!(container = %id, %error, "the container could not be created; StartContainer will fail");
+                (None, None, Some(error))
+            }
+        };
         let stop_signal = image
             .config
             .config()
@@ -557,14 +563,15 @@ impl Runtime {
             stop_signal,
             log_path,
             cgroup,
-            monitor: Some(monitor),
-            init_pid: Some(init_pid),
+            monitor,
+            init_pid,
             exit: None,
+            start_error,
         })
     }
 
     /// Starts a container's monitor, which creates the container and reports.
-    async fn spawn_monitor(&self, request: monitor::Request) -> Result<(ProcessId, i32)> {
+    async fn spawn_monitor(&self, request: monitor::Request) -> Result<Spawned> {
         let mut child = helper::command(&self.exe, &helper::Request::Monitor(request))?
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -581,8 +588,8 @@ impl Runtime {
             .read_line(&mut line)
             .await?;
         match serde_json::from_str::<Report>(&line) {
-            Ok(Report::Created { init_pid }) => Ok((monitor, init_pid)),
-            Ok(Report::Failed { error }) => Err(Error::Internal(anyhow!("{error}"))),
+            Ok(Report::Created { init_pid }) => Ok(Spawned::Created { monitor, init_pid }),
+            Ok(Report::Failed { error }) => Ok(Spawned::Failed(error)),
             Err(_) => Err(Error::Internal(anyhow!(
                 "the container monitor died before reporting"
             ))),
@@ -595,6 +602,24 @@ impl Runtime {
         if c.state() != ContainerState::ContainerCreated {
             return Err(Error::FailedPrecondition(format!(
                 "container {id} is not in the created state"
+            )));
+        }
+        if let Some(error) = c.start_error.clone() {
+            // containerd opens the log before it fails: it is there, empty.
+            if let Some(log) = &c.log_path {
+                if let Some(dir) = log.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .with_context(|| format!("creating {}", log.display()))?;
+            }
+            c.fail_start();
+            self.save_container(&c)?;
+            return Err(Error::Internal(anyhow!(
+                "failed to start container {id}: {error}"
             )));
         }
         let root = self.libcontainer_root().join(id);
@@ -877,6 +902,17 @@ fn du(path: &Path) -> u64 {
             _ => e.metadata().map(|m| m.len()).unwrap_or(0),
         })
         .sum()
+}
+
+/// What a container's monitor reported once it tried to create the
+/// container.
+enum Spawned {
+    Created {
+        monitor: ProcessId,
+        init_pid: i32,
+    },
+    /// The OCI container could not be made; the monitor is gone.
+    Failed(String),
 }
 
 #[cfg(test)]

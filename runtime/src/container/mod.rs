@@ -33,6 +33,12 @@ pub struct Container {
     pub init_pid: Option<i32>,
     /// Set once read from the monitor's `exit.json`.
     pub exit: Option<Exit>,
+    /// Why the container could not be created (its executable is missing,
+    /// say). As with containerd, which makes the OCI container only at
+    /// StartContainer, this is StartContainer's failure: CreateContainer
+    /// succeeds, StartContainer fails and the container exits with 128.
+    #[serde(default)]
+    pub start_error: Option<String>,
 }
 
 impl Container {
@@ -77,17 +83,40 @@ impl Container {
             (Some(_), _, _) => ContainerState::ContainerExited,
             (None, Some(_), Some(_)) => ContainerState::ContainerRunning,
             (None, None, Some(_)) => ContainerState::ContainerCreated,
+            (None, None, None) if self.start_error.is_some() => ContainerState::ContainerCreated,
             _ => ContainerState::ContainerUnknown,
         }
     }
 
-    /// containerd's reasons: Completed, Error, OOMKilled.
+    /// containerd's reasons: StartError, Completed, Error, OOMKilled.
     pub fn reason(&self) -> &'static str {
         match &self.exit {
+            Some(_) if self.start_error.is_some() => "StartError",
             Some(e) if e.oom_killed => "OOMKilled",
             Some(e) if e.code == 0 => "Completed",
             Some(_) => "Error",
             None => "",
         }
     }
+
+    /// Why it exited, when its reason says no more (a failed start).
+    pub fn message(&self) -> &str {
+        match (&self.exit, &self.start_error) {
+            (Some(_), Some(error)) => error,
+            _ => "",
+        }
+    }
+
+    /// StartContainer of a container that could not be created: it exits
+    /// as containerd's do (128, StartError, the error as the message).
+    pub fn fail_start(&mut self) {
+        self.exit = Some(Exit {
+            code: START_ERROR_EXIT_CODE,
+            oom_killed: false,
+            finished_at: state::now_nanos(),
+        });
+    }
 }
+
+/// containerd's exit code for a container that failed to start.
+const START_ERROR_EXIT_CODE: i32 = 128;

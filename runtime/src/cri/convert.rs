@@ -99,7 +99,7 @@ pub fn container_status(c: &Container, image: Option<&Image>) -> cri::ContainerS
         }),
         image_ref,
         reason: c.reason().to_string(),
-        message: String::new(),
+        message: c.message().to_string(),
         labels: c.config.labels.clone(),
         annotations: c.config.annotations.clone(),
         mounts: c.config.mounts.clone(),
