@@ -92,6 +92,14 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: missing}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: main, image: busybox, command: ["/no/such/binary"]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: environment, labels: {app: env}}
 spec:
   restartPolicy: Never
@@ -115,7 +123,14 @@ fn finished_pods(runtime: Runtime) -> Result<Vec<(String, Value)>> {
     let cluster = agent::cluster(runtime)?;
     cluster.kubectl_apply(FINISHING)?;
     let mut seen = Vec::new();
-    for name in ["done", "fail", "message", "fallback", "environment"] {
+    for name in [
+        "done",
+        "fail",
+        "message",
+        "fallback",
+        "missing",
+        "environment",
+    ] {
         // Finished, and its sandbox stopped: what a user sees from then on.
         let pod = cluster.wait_pod(name, "finished", agent::START, |p| {
             let finished = matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
@@ -127,14 +142,28 @@ fn finished_pods(runtime: Runtime) -> Result<Vec<(String, Value)>> {
         })?;
         let status = agent::container_status(&pod, "main");
         let terminated = &status["state"]["terminated"];
-        let logs = cluster.kubectl(&["logs", name])?;
+        let logs = cluster.kubectl_output(&["logs", name])?;
+        let logs = (
+            logs.status.success(),
+            String::from_utf8_lossy(&logs.stdout).into_owned(),
+        );
+        // The runtime's own words for a failed start differ; what it
+        // failed on is named by both.
+        let message = match terminated["reason"].as_str() {
+            Some("StartError") => serde_json::json!(
+                terminated["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("/no/such/binary"))
+            ),
+            _ => terminated["message"].clone(),
+        };
         seen.push((
             name.to_string(),
             serde_json::json!({
                 "phase": pod["status"]["phase"],
                 "reason": terminated["reason"],
                 "exitCode": terminated["exitCode"],
-                "message": terminated["message"],
+                "message": message,
                 "ready": status["ready"],
                 "started": status["started"],
                 "restartCount": status["restartCount"],

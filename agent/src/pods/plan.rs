@@ -171,11 +171,17 @@ fn should_start(policy: &str, latest: Option<(State, i32)>) -> bool {
         None => true,
         Some((State::Running, _)) => false,
         Some((State::Created | State::Unknown, _)) => true,
-        Some((State::Exited, code)) => match policy {
-            "Never" => false,
-            "OnFailure" => code != 0,
-            _ => true,
-        },
+        Some((State::Exited, code)) => restarts_after_exit(policy, code),
+    }
+}
+
+/// Whether a container that exited with `code` runs again under `policy`
+/// (its pod's; `Always` for a sidecar).
+pub(super) fn restarts_after_exit(policy: &str, code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => code != 0,
+        _ => true,
     }
 }
 

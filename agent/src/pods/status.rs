@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use super::plan::restarts_after_exit;
 use super::spec::{pod_spec, qos_class};
 use super::state::{Instance, PodState};
 
@@ -45,9 +46,19 @@ pub fn compute(pod: &Pod, state: &PodState, facts: &Facts<'_>) -> PodStatus {
     let old = pod.status.clone().unwrap_or_default();
     let init = spec.init_containers.as_deref().unwrap_or(&[]);
     let initialized = init.iter().all(|c| init_done(c, state));
+    let policy = spec.restart_policy.as_deref().unwrap_or("Always");
     let init_statuses: Vec<ContainerStatus> = init
         .iter()
-        .map(|c| container_status(c, state, facts, "PodInitializing"))
+        .map(|c| {
+            // Init containers run again after a failure, unless the pod
+            // never restarts anything; sidecars always do.
+            let policy = match (c.restart_policy.as_deref(), policy) {
+                (Some("Always"), _) => "Always",
+                (_, "Never") => "Never",
+                _ => "OnFailure",
+            };
+            container_status(c, policy, state, facts, "PodInitializing")
+        })
         .collect();
     let app_default = if initialized {
         "ContainerCreating"
@@ -57,9 +68,8 @@ pub fn compute(pod: &Pod, state: &PodState, facts: &Facts<'_>) -> PodStatus {
     let statuses: Vec<ContainerStatus> = spec
         .containers
         .iter()
-        .map(|c| container_status(c, state, facts, app_default))
+        .map(|c| container_status(c, policy, state, facts, app_default))
         .collect();
-    let policy = spec.restart_policy.as_deref().unwrap_or("Always");
     let phase = phase(policy, init, &init_statuses, &statuses, initialized);
 
     let host_network = spec.host_network == Some(true);
@@ -214,8 +224,11 @@ fn init_done(c: &Container, state: &PodState) -> bool {
         .is_some_and(|l| (l.exited() && l.exit_code == 0 && !sidecar) || (sidecar && l.running()))
 }
 
+/// The status of container `c`, which runs again after an exit as
+/// `policy` says.
 fn container_status(
     c: &Container,
+    policy: &str,
     state: &PodState,
     facts: &Facts<'_>,
     default_reason: &str,
@@ -249,11 +262,14 @@ fn container_status(
             },
             previous.map(|p| terminated(p, facts)),
         ),
-        (Some(l), Some(w)) if l.exited() => (
+        // Waiting to run again (a back-off, a failed start): the exit is
+        // the last state. A container that will not run again shows its
+        // exit, whatever failed last (as upstream).
+        (Some(l), Some(w)) if l.exited() && restarts_after_exit(policy, l.exit_code) => (
             waiting_state(&w.reason, Some(w.message.clone()).filter(|m| !m.is_empty())),
             Some(terminated(l, facts)),
         ),
-        (Some(l), None) if l.exited() => {
+        (Some(l), _) if l.exited() => {
             (terminated(l, facts), previous.map(|p| terminated(p, facts)))
         }
         (Some(_), w) => (
@@ -595,6 +611,35 @@ mod tests {
         let c = &s.container_statuses.as_ref().unwrap()[0];
         let t = c.state.as_ref().unwrap().terminated.as_ref().unwrap();
         assert_eq!(t.reason.as_deref(), Some("Completed"));
+    }
+
+    #[test]
+    fn a_failed_start_shows_as_the_exit_unless_it_restarts() {
+        let mut owned = Owned::new(&[]);
+        owned.waiting.insert(
+            "job".into(),
+            Waiting {
+                reason: "RunContainerError".into(),
+                message: "exec: no such file".into(),
+            },
+        );
+        let mut failed = instance("job", 0, State::Exited, 128);
+        failed.reason = "StartError".into();
+        let st = state(vec![failed]);
+        let s = compute(&pod("Never", &["job"], &[]), &st, &owned.facts());
+        let c = &s.container_statuses.as_ref().unwrap()[0];
+        let t = c.state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!(
+            (t.exit_code, t.reason.as_deref()),
+            (128, Some("StartError"))
+        );
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        let s = compute(&pod("Always", &["job"], &[]), &st, &owned.facts());
+        let c = &s.container_statuses.as_ref().unwrap()[0];
+        let w = c.state.as_ref().unwrap().waiting.as_ref().unwrap();
+        assert_eq!(w.reason.as_deref(), Some("RunContainerError"));
+        let last = c.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!(last.reason.as_deref(), Some("StartError"));
     }
 
     #[test]
