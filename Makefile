@@ -6,7 +6,7 @@ CARGO ?= cargo
 DATA_DIR ?= /var/lib/paddock
 KUBECONFIG_OUT ?= /etc/paddock/kubeconfig.yaml
 
-.PHONY: run stop test deps test-deps images bench bench-proxy build build-release lint fmt install lab-up lab-down
+.PHONY: run stop test deps test-deps images bench bench-proxy containerd-config build build-release lint fmt install lab-up lab-down
 
 ## make run: install what is needed, build in release mode, start a one-node cluster
 ## (paddock server in the background), wait until its node is Ready
@@ -38,6 +38,7 @@ bench: test-deps images build-release
 	target/release/paddock bench proxy --out target/bench/proxy.md
 	target/release/paddock bench apiserver --out target/bench/apiserver.md
 	target/release/paddock bench scheduler --out target/bench/scheduler.md
+	target/release/paddock bench agent --out target/bench/agent.md
 
 ## make install: the binary in /usr/local/bin, systemd units for a server (master) and an
 ## agent (worker) with their settings in /etc/default/paddock-{server,agent}
@@ -54,6 +55,12 @@ lab-up: test-deps images build-release
 lab-down:
 	$(CARGO) build --release -p paddock-testkit --bin paddock-lab
 	target/release/paddock-lab down
+
+## make containerd-config: /etc/containerd/config.toml (and certs.d mirrors) for a
+## Paddock node on containerd 1.6 + runc; REGISTRY_MIRROR, CNI_CONF_DIR etc. as in
+## scripts/containerd-config.sh
+containerd-config:
+	scripts/containerd-config.sh /etc/containerd
 
 ## make bench-proxy: iptables against IPVS mode in UML VMs, 100 to 10k services;
 ## target/bench/proxy-modes.md and .png

@@ -1,5 +1,6 @@
 //! `paddock bench`: side-by-side benchmarks, written as Markdown tables.
 
+mod agent;
 mod apiserver;
 mod proxy;
 mod proxy_modes;
@@ -16,6 +17,9 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum What {
+    /// Pod create → Ready through the agent, on Paddock's runtime and on
+    /// containerd 1.6 + runc side by side, and the agent's memory.
+    Agent(agent::Args),
     /// Pod creates/s, a list of 10k pods, watch delivery latency and the
     /// server's memory, against a real `paddock server` on loopback.
     Apiserver(apiserver::Args),
@@ -46,6 +50,7 @@ pub fn run(args: Args) -> Result<()> {
         What::RunBundle(args) => std::process::exit(runtime::run_bundle(args)?),
         What::Proxy(args) => proxy::run(args),
         What::ProxyNode(args) => proxy_modes::node::run(args),
+        What::Agent(args) => agent::run(args),
         What::Apiserver(args) => tokio::runtime::Runtime::new()?.block_on(apiserver::run(args)),
         What::Runtime(args) => tokio::runtime::Runtime::new()?.block_on(runtime::run(args)),
         What::Scheduler(args) => tokio::runtime::Runtime::new()?.block_on(scheduler::run(args)),

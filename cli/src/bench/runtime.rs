@@ -203,7 +203,7 @@ fn lifecycle_in(exe: &Path, runs: usize, dir: &Path) -> Result<Vec<Timing>> {
 }
 
 /// Nearest-rank percentile of sorted `values`.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
