@@ -88,7 +88,7 @@ struct Node {
 struct Memory {
     /// The agent's process (with the embedded runtime and proxy, if any).
     agent: f64,
-    /// The runtime's other processes: containerd and its shims, or
+    /// The runtime's other processes (PSS): containerd and its shims, or
     /// Paddock's container monitors (each process naming the node's
     /// directory in its command line or environment).
     runtime: f64,
@@ -170,7 +170,7 @@ impl Node {
             let (cmdline, environ) = (read("cmdline"), read("environ"));
             let server = cmdline.split('\0').nth(1) == Some("server");
             if pid != agent && !server && (cmdline.contains(&dir) || environ.contains(&dir)) {
-                memory.runtime += rss_mib(pid).unwrap_or(0.0);
+                memory.runtime += pss_mib(pid).unwrap_or(0.0);
             }
         }
         Ok(memory)
@@ -220,13 +220,22 @@ fn ready(pod: &Pod) -> bool {
 
 /// VmRSS of `pid`, in MiB.
 fn rss_mib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
+    proc_kib(&format!("/proc/{pid}/status"), "VmRSS:").map(|kib| kib / 1024.0)
+}
+
+/// The proportional set size of `pid` (shared pages split between their
+/// users, so that many processes of one binary add up fairly), in MiB.
+fn pss_mib(pid: u32) -> Result<f64> {
+    proc_kib(&format!("/proc/{pid}/smaps_rollup"), "Pss:").map(|kib| kib / 1024.0)
+}
+
+/// The `field` of a /proc file that lists sizes in kB.
+fn proc_kib(path: &str, field: &str) -> Result<f64> {
+    std::fs::read_to_string(path)?
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")?;
-    Ok(kib / 1024.0)
+        .with_context(|| format!("no {field} in {path}"))
 }
 
 fn report(pods: usize, nodes: &mut [Node]) -> String {
@@ -253,10 +262,10 @@ fn report(pods: usize, nodes: &mut [Node]) -> String {
         out.push_str(&format!("| {label} | {a:.0} | {b:.0} | {:.2}× |\n", a / b));
     }
     out.push_str(&format!(
-        "\n## Memory (RSS, MiB)\n\n\
-         The agent's process (with Paddock's runtime embedded, and the proxy), and the \
-         runtime's other processes (containerd and its shims, or Paddock's container \
-         monitors).\n\n\
+        "\n## Memory (MiB)\n\n\
+         The agent's process (RSS; with Paddock's runtime embedded, and the proxy), and \
+         the runtime's other processes (PSS, summed: containerd and its shims, or \
+         Paddock's container monitors).\n\n\
          | | {} | {} |\n|---|---:|---:|\n",
         ours.label, theirs.label
     ));
