@@ -2,13 +2,13 @@
 //! a real `paddock server --disable-agent`, with three fake nodes standing in
 //! for agents, driven with stock kubectl.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use paddock_testkit::fake_nodes::{FakeNodes, is_ready, node_of};
 use paddock_testkit::kubectl::Kubectl;
@@ -43,6 +43,18 @@ impl Cluster {
             .nodes
             .block_on(api.list(&ListParams::default().labels(selector)))?
             .items)
+    }
+
+    /// Node name → podCIDR.
+    fn pod_cidrs(&self) -> Result<BTreeMap<String, String>> {
+        let api: Api<Node> = Api::all(self.nodes.client());
+        Ok(self
+            .nodes
+            .block_on(api.list(&ListParams::default()))?
+            .items
+            .into_iter()
+            .filter_map(|n| Some((n.metadata.name?, n.spec?.pod_cidr?)))
+            .collect())
     }
 
     fn deployment(&self, name: &str) -> Result<Deployment> {
@@ -360,6 +372,8 @@ fn server_restart_mid_rollout_finishes_without_duplicates() -> Result<()> {
             Ok(new.iter().any(|p| is_ready(p)).then_some(()))
         },
     )?;
+    let cidrs = cluster.pod_cidrs()?;
+    assert_eq!(cidrs.len(), NODES.len(), "{cidrs:?}");
     cluster.server.kill9()?;
     cluster.server.restart()?;
     let mut most = 0;
@@ -396,6 +410,7 @@ fn server_restart_mid_rollout_finishes_without_duplicates() -> Result<()> {
     assert_eq!(rss.len(), 2, "one ReplicaSet per template");
     let sizes: BTreeSet<i32> = rss.iter().map(|rs| rs.spec.replicas.unwrap_or(0)).collect();
     assert_eq!(sizes, BTreeSet::from([0, 3]));
+    assert_eq!(cluster.pod_cidrs()?, cidrs, "podCIDRs survive the restart");
     wait::until(
         "3 pods in all",
         Duration::from_secs(30),
