@@ -5,13 +5,15 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 DATA_DIR ?= /var/lib/paddock
 KUBECONFIG_OUT ?= /etc/paddock/kubeconfig.yaml
+PADDOCK_ARGS ?=
 
 .PHONY: run stop test deps test-deps images bench bench-proxy containerd-config build build-release lint fmt install lab-up lab-down
 
 ## make run: install what is needed, build in release mode, start a one-node cluster
-## (paddock server in the background), wait until its node is Ready
+## (paddock server in the background), wait until its node is Ready; PADDOCK_ARGS adds
+## flags to `paddock server` (e.g. --node-ip, --private-registry)
 run: deps build-release
-	DATA_DIR=$(DATA_DIR) KUBECONFIG_OUT=$(KUBECONFIG_OUT) scripts/run.sh target/release/paddock
+	DATA_DIR=$(DATA_DIR) KUBECONFIG_OUT=$(KUBECONFIG_OUT) scripts/run.sh target/release/paddock $(PADDOCK_ARGS)
 
 ## make stop: stop what `make run` started (its pods' state stays in DATA_DIR)
 stop:
@@ -47,13 +49,15 @@ install: deps build-release
 
 ## make lab-up: the end-to-end tests' lab in network namespaces of this machine (master
 ## 192.168.56.10, workers .11-.13, your "laptop" .1 with the registry), left running;
-## make lab-down removes it (and whatever a killed test run left behind)
-lab-up: test-deps images build-release
-	$(CARGO) build --release -p paddock-testkit --bin paddock-lab
+## (RUNTIME=containerd: containerd on the workers); make lab-down removes it (and whatever a
+## killed test run left behind)
+# (paddock-lab is built with paddock: the testkit alone picks no Kubernetes API version)
+lab-up: test-deps images
+	$(CARGO) build --release --bin paddock --bin paddock-lab
 	target/release/paddock-lab up --paddock target/release/paddock
 
 lab-down:
-	$(CARGO) build --release -p paddock-testkit --bin paddock-lab
+	$(CARGO) build --release --bin paddock --bin paddock-lab
 	target/release/paddock-lab down
 
 ## make containerd-config: /etc/containerd/config.toml (and certs.d mirrors) for a

@@ -59,20 +59,20 @@ fn up(paddock: PathBuf, workers: usize) -> Result<()> {
     }
     let options = Options {
         workers,
-        ..Options::default()
+        ..Options::from_env()?
     };
     let started = Instant::now();
     let mut lab = Lab::prepare_as(ID, &std::fs::canonicalize(&paddock)?, options)?;
     lab.start_all()?;
     println!("The lab is up, after {} s:", started.elapsed().as_secs());
     for node in &lab.nodes {
-        let runs: Vec<&str> = [Daemon::Server, Daemon::Agent, Daemon::Proxy]
+        let runs: Vec<&str> = Daemon::ALL
             .into_iter()
             .filter(|d| node.runs(*d))
             .map(Daemon::name)
             .collect();
         println!(
-            "  {:<7} {:<14} paddock {:<20} logs in {}",
+            "  {:<7} {:<14} {:<32} logs in {}",
             node.name,
             node.ip,
             runs.join(", "),

@@ -7,9 +7,15 @@
 //!           bridge br-lab
 //!     ┌────────┴──────┬───────────────┬───────────────┐
 //!   m-k8s .10       w1-k8s .11      w2-k8s .12      w3-k8s .13
-//!   server, agent,  agent, proxy    agent, proxy    agent, proxy
-//!   proxy
+//!   paddock server  paddock agent   paddock agent   paddock agent
+//!                   (and containerd with RUNTIME=containerd)
 //! ```
+//!
+//! As on real machines, each node runs one Paddock process: the master
+//! `paddock server` (API, store, controllers, and its own agent, runtime and
+//! proxy; tainted NoSchedule as kubeadm tainted the original master), a
+//! worker `paddock agent` (with its runtime and proxy). A lab without
+//! workers is the single-node path: `paddock server` alone, untainted.
 //!
 //! Every node has its own directory (data dir, CNI config, runtime socket,
 //! pod logs), cgroup root and network namespace (its iptables, routes and
@@ -43,6 +49,7 @@ use serde_json::Value;
 
 pub use self::cleanup::{base_dir, sweep, teardown};
 pub use self::node::{Daemon, Node};
+pub use crate::cluster::Runtime;
 use crate::kubectl::Kubectl;
 use crate::netns::NetNs;
 use crate::registry::Registry;
@@ -73,6 +80,8 @@ pub struct Options {
     pub workers: usize,
     /// More flags for `paddock server`.
     pub server_args: Vec<String>,
+    /// What runs the workers' containers (the master's are Paddock's).
+    pub runtime: Runtime,
 }
 
 impl Default for Options {
@@ -80,7 +89,24 @@ impl Default for Options {
         Options {
             workers: 3,
             server_args: Vec::new(),
+            runtime: Runtime::Paddock,
         }
+    }
+}
+
+impl Options {
+    /// The default lab, with the workers' runtime from `RUNTIME`
+    /// (`paddock`, the default, or `containerd`).
+    pub fn from_env() -> Result<Options> {
+        let runtime = match std::env::var("RUNTIME").as_deref() {
+            Err(_) | Ok("" | "paddock") => Runtime::Paddock,
+            Ok("containerd") => Runtime::Containerd,
+            Ok(other) => bail!("RUNTIME={other}: use paddock or containerd"),
+        };
+        Ok(Options {
+            runtime,
+            ..Options::default()
+        })
     }
 }
 
@@ -152,7 +178,14 @@ impl Lab {
             ),
         )?;
         let nodes = (0..=options.workers)
-            .map(|index| Node::create(id, &dir, &client, &node_name(index), node_ip(index)))
+            .map(|index| {
+                let runtime = match index {
+                    0 => Runtime::Paddock,
+                    _ => options.runtime,
+                };
+                let name = node_name(index);
+                Node::create(id, &dir, &client, (&name, node_ip(index)), runtime)
+            })
             .collect::<Result<Vec<Node>>>()?;
         Ok(Lab {
             id: id.to_string(),
@@ -215,11 +248,10 @@ impl Lab {
         format!("https://{MASTER_IP}:{API_PORT}")
     }
 
-    /// The master: `paddock server`, then its agent and proxy; the node is
-    /// tainted NoSchedule once registered. Returns once the API serves.
+    /// The master: `paddock server`, its node registered and labelled with
+    /// its roles, as kubeadm labelled the original master.
     pub fn start_master(&mut self) -> Result<()> {
         self.start_server()?;
-        self.start_node_daemons(0)?;
         let master = self.master().name.clone();
         let kubectl = self.kubectl(KubectlVersion::V1_32)?;
         wait::until(
@@ -235,7 +267,6 @@ impl Lab {
             },
         )
         .with_context(|| self.logs())?;
-        kubectl.run(&["taint", "node", &master, MASTER_TAINT, "--overwrite"])?;
         for role in ["master", "control-plane"] {
             kubectl.run(&[
                 "label",
@@ -248,18 +279,24 @@ impl Lab {
         Ok(())
     }
 
-    /// `paddock server` on the master; returns once it serves, with the
-    /// client's kubeconfig and the token copied out.
+    /// `paddock server` on the master, with its node's agent; returns once
+    /// the API serves, with the client's kubeconfig and the token copied
+    /// out.
     pub fn start_server(&mut self) -> Result<()> {
         let master = &self.nodes[0];
         let server_kubeconfig = master.dir().join("kubeconfig.yaml");
         let _ = std::fs::remove_file(&server_kubeconfig);
-        let mut args: Vec<OsString> = vec!["server".into(), "--disable-agent".into()];
+        let mut args: Vec<OsString> = vec!["server".into()];
+        args.extend(master.node_flags(&self.registries_yaml()));
+        if !self.workers().is_empty() {
+            args.extend(["--node-taint".into(), MASTER_TAINT.into()]);
+        }
         args.extend(
             [
-                ("--data-dir", master.data_dir().into_os_string()),
-                ("--write-kubeconfig", server_kubeconfig.clone().into()),
-                ("--node-ip", MASTER_IP.to_string().into()),
+                (
+                    "--write-kubeconfig",
+                    server_kubeconfig.clone().into_os_string(),
+                ),
                 ("--advertise-address", MASTER_IP.to_string().into()),
                 ("--https-listen-port", API_PORT.to_string().into()),
                 ("--cluster-cidr", CLUSTER_CIDR.into()),
@@ -270,6 +307,7 @@ impl Lab {
         );
         args.extend(self.options.server_args.iter().map(OsString::from));
         let binary = self.binary.clone();
+        self.nodes[0].start_runtime()?;
         self.nodes[0].spawn(Daemon::Server, &binary, &args)?;
 
         let token = self.master().data_dir().join("server/token");
@@ -301,8 +339,9 @@ impl Lab {
         ready.with_context(|| self.logs())
     }
 
-    /// A worker's agent and proxy, joining the master with the token.
-    /// Returns at once: the agent waits for the master if it is not up.
+    /// A worker's `paddock agent` (with containerd if it is the node's
+    /// runtime), joining the master with the token. Returns at once: the
+    /// agent waits for the master if it is not up.
     pub fn start_worker(&mut self, index: usize) -> Result<()> {
         if index == 0 || index >= self.nodes.len() {
             bail!("no worker {index} in the lab");
@@ -310,11 +349,6 @@ impl Lab {
         if !self.token_file().exists() {
             bail!("no join token yet: start the master once first");
         }
-        self.start_node_daemons(index)
-    }
-
-    /// `paddock agent` and `paddock proxy` on node `index`.
-    fn start_node_daemons(&mut self, index: usize) -> Result<()> {
         let node = &self.nodes[index];
         let mut agent: Vec<OsString> = vec![
             "agent".into(),
@@ -322,23 +356,14 @@ impl Lab {
             Lab::server_url().into(),
             "--token-file".into(),
             self.token_file().into(),
+            "--kube-proxy-arg".into(),
+            format!("cluster-cidr={CLUSTER_CIDR}").into(),
         ];
         agent.extend(node.node_flags(&self.registries_yaml()));
-        let proxy: Vec<OsString> = vec![
-            "proxy".into(),
-            "--kubeconfig".into(),
-            self.kubeconfig().into(),
-            "--node-ip".into(),
-            node.ip.to_string().into(),
-            "--hostname-override".into(),
-            node.name.clone().into(),
-            "--cluster-cidr".into(),
-            CLUSTER_CIDR.into(),
-        ];
         let binary = self.binary.clone();
         let node = &mut self.nodes[index];
-        node.spawn(Daemon::Agent, &binary, &agent)?;
-        node.spawn(Daemon::Proxy, &binary, &proxy)
+        node.start_runtime()?;
+        node.spawn(Daemon::Agent, &binary, &agent)
     }
 
     /// Waits until every node in `names` is Ready, failing early if a
@@ -402,6 +427,23 @@ impl Lab {
     /// The last lines of every log of the lab, for failure messages.
     pub fn logs(&self) -> String {
         self.nodes.iter().map(Node::logs).collect()
+    }
+
+    /// Copies every node's logs to `to/<node>/`, to read after a failure
+    /// once the lab is gone.
+    pub fn save_logs(&self, to: &Path) -> Result<()> {
+        for node in &self.nodes {
+            let dir = to.join(&node.name);
+            std::fs::create_dir_all(&dir)?;
+            for daemon in Daemon::ALL {
+                let log = node.dir().join(format!("{}.log", daemon.name()));
+                if log.exists() {
+                    std::fs::copy(&log, dir.join(format!("{}.log", daemon.name())))
+                        .with_context(|| format!("copying {}", log.display()))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Leaves the lab running (`make lab-up`); `make lab-down` removes it.

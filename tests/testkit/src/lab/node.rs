@@ -1,6 +1,7 @@
 //! One machine of the lab: a network namespace on the lab's bridge, its own
 //! directory (data dir, CNI config, runtime socket, pod logs, process logs)
-//! and cgroup root, and the Paddock processes it runs.
+//! and cgroup root, and the Paddock processes it runs — with containerd
+//! beside them when it is the node's runtime.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::cluster::Runtime;
 use crate::netns::NetNs;
 use crate::process::Guard;
 
@@ -19,15 +21,18 @@ use crate::process::Guard;
 pub enum Daemon {
     Server,
     Agent,
-    Proxy,
+    /// Debian's containerd, the node's CRI runtime when it is not Paddock's.
+    Containerd,
 }
 
 impl Daemon {
+    pub const ALL: [Daemon; 3] = [Daemon::Server, Daemon::Agent, Daemon::Containerd];
+
     pub fn name(self) -> &'static str {
         match self {
             Daemon::Server => "server",
             Daemon::Agent => "agent",
-            Daemon::Proxy => "proxy",
+            Daemon::Containerd => "containerd",
         }
     }
 }
@@ -39,18 +44,20 @@ pub struct Node {
     pub ns: NetNs,
     dir: PathBuf,
     cgroup_root: String,
+    pub runtime: Runtime,
     running: BTreeMap<Daemon, Guard>,
 }
 
 impl Node {
     /// The namespace `<lab id>-<name>` with `eth0` at `ip` on the client's
-    /// bridge, and the node's directory under the lab's.
+    /// bridge, and the node's directory under the lab's (with containerd's
+    /// configuration when it is the node's runtime).
     pub(super) fn create(
         lab_id: &str,
         lab_dir: &Path,
         client: &NetNs,
-        name: &str,
-        ip: Ipv4Addr,
+        (name, ip): (&str, Ipv4Addr),
+        runtime: Runtime,
     ) -> Result<Node> {
         let ns = NetNs::create(&format!("{lab_id}-{name}"))?;
         client.veth(name, &ns, "eth0")?;
@@ -68,14 +75,59 @@ impl Node {
         ])?;
         let dir = lab_dir.join(name);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Node {
+        let node = Node {
             name: name.to_string(),
             ip,
             ns,
             dir,
             cgroup_root: format!("/{lab_id}-{name}"),
+            runtime,
             running: BTreeMap::new(),
-        })
+        };
+        if runtime == Runtime::Containerd {
+            node.write_containerd_config()?;
+        }
+        Ok(node)
+    }
+
+    /// containerd's configuration as `make containerd-config` writes it,
+    /// with the node's own paths and the lab's registry as the mirror.
+    fn write_containerd_config(&self) -> Result<()> {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/containerd-config.sh");
+        let containerd = self.dir.join("containerd");
+        crate::netns::run(
+            std::process::Command::new(&script)
+                .arg(&containerd)
+                .env("CONTAINERD_ROOT", containerd.join("root"))
+                .env("CONTAINERD_STATE", containerd.join("state"))
+                .env("CONTAINERD_SOCKET", self.containerd_socket())
+                .env("CNI_CONF_DIR", self.cni_conf_dir())
+                .env("REGISTRY_MIRROR", format!("http://{}", super::REGISTRY)),
+        )?;
+        Ok(())
+    }
+
+    fn containerd_socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+
+    fn cni_conf_dir(&self) -> PathBuf {
+        self.dir.join("cni")
+    }
+
+    /// containerd inside the node, if it is the node's runtime and does not
+    /// run yet.
+    pub(super) fn start_runtime(&mut self) -> Result<()> {
+        if self.runtime != Runtime::Containerd || self.runs(Daemon::Containerd) {
+            return Ok(());
+        }
+        let config = self.dir.join("containerd/config.toml");
+        self.spawn(
+            Daemon::Containerd,
+            Path::new("containerd"),
+            &["--config".into(), config.into()],
+        )
     }
 
     /// The node's directory.
@@ -94,18 +146,27 @@ impl Node {
     }
 
     /// The flags that give the node's agent (or a server's embedded one)
-    /// places of its own on this shared machine.
+    /// places of its own on this shared machine, and its runtime.
     pub(super) fn node_flags(&self, registries: &Path) -> Vec<OsString> {
-        let socket = format!("unix://{}", self.dir.join("runtime.sock").display());
+        let runtime = match self.runtime {
+            Runtime::Paddock => (
+                "--runtime-socket",
+                format!("unix://{}", self.dir.join("runtime.sock").display()),
+            ),
+            Runtime::Containerd => (
+                "--container-runtime-endpoint",
+                format!("unix://{}", self.containerd_socket().display()),
+            ),
+        };
         let pairs: [(&str, OsString); 8] = [
             ("--node-name", self.name.clone().into()),
             ("--node-ip", self.ip.to_string().into()),
             ("--data-dir", self.data_dir().into()),
-            ("--cni-conf-dir", self.dir.join("cni").into()),
+            ("--cni-conf-dir", self.cni_conf_dir().into()),
             ("--pod-log-dir", self.dir.join("pod-logs").into()),
             ("--cgroup-root", self.cgroup_root.clone().into()),
             ("--private-registry", registries.into()),
-            ("--runtime-socket", socket.into()),
+            (runtime.0, runtime.1.into()),
         ];
         pairs
             .into_iter()
@@ -113,9 +174,14 @@ impl Node {
             .collect()
     }
 
-    /// Starts `paddock <args>` inside the node as `daemon`, logging to
-    /// `<dir>/<daemon>.log`.
-    pub(super) fn spawn(&mut self, daemon: Daemon, binary: &Path, args: &[OsString]) -> Result<()> {
+    /// Starts `program <args>` (paddock, containerd) inside the node as
+    /// `daemon`, logging to `<dir>/<daemon>.log`.
+    pub(super) fn spawn(
+        &mut self,
+        daemon: Daemon,
+        program: &Path,
+        args: &[OsString],
+    ) -> Result<()> {
         if self.running.contains_key(&daemon) {
             bail!("{} already runs a {}", self.name, daemon.name());
         }
@@ -123,14 +189,14 @@ impl Node {
             .create(true)
             .append(true)
             .open(self.log_path(daemon))?;
-        let mut cmd = self.ns.command(&binary.display().to_string());
+        let mut cmd = self.ns.command(&program.display().to_string());
         cmd.args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        let guard = Guard::spawn(&format!("paddock {} on {}", daemon.name(), self.name), cmd)?;
+        let guard = Guard::spawn(&format!("{} on {}", daemon.name(), self.name), cmd)?;
         self.running.insert(daemon, guard);
         Ok(())
     }
@@ -140,7 +206,7 @@ impl Node {
         for (daemon, guard) in &mut self.running {
             if !guard.is_running() {
                 bail!(
-                    "paddock {} on {} exited:\n{}",
+                    "{} on {} exited:\n{}",
                     daemon.name(),
                     self.name,
                     tail(&self.dir.join(format!("{}.log", daemon.name())), 40)
@@ -150,8 +216,8 @@ impl Node {
         Ok(())
     }
 
-    /// `kill -9` of every Paddock process of the node, as when the machine
-    /// is cut off; its containers stay where they are.
+    /// `kill -9` of every process the node started (Paddock's, containerd),
+    /// as when the machine is cut off; its containers stay where they are.
     pub fn kill(&mut self) -> Result<()> {
         for (_, guard) in std::mem::take(&mut self.running) {
             guard.kill9()?;
@@ -159,7 +225,7 @@ impl Node {
         Ok(())
     }
 
-    /// SIGTERM to every Paddock process of the node, and wait for them.
+    /// SIGTERM to every process the node started, and wait for them.
     pub fn stop(&mut self) -> Result<()> {
         for (_, guard) in std::mem::take(&mut self.running) {
             guard.stop(Duration::from_secs(15))?;
@@ -182,7 +248,7 @@ impl Node {
 
     /// The last lines of every daemon's log, for failure messages.
     pub fn logs(&self) -> String {
-        [Daemon::Server, Daemon::Agent, Daemon::Proxy]
+        Daemon::ALL
             .into_iter()
             .filter(|d| self.log_path(*d).exists())
             .map(|d| {
