@@ -508,6 +508,17 @@ mod tests {
         let burstable = defaulted_pod(json!({"spec": {"containers": [{"name": "a", "image": "a:1",
             "resources": {"requests": {"cpu": "100m"}}}]}}));
         assert_eq!(burstable["status"]["qosClass"], "Burstable");
+
+        let requests_below_limits =
+            defaulted_pod(json!({"spec": {"containers": [{"name": "a", "image": "a:1",
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"},
+                          "requests": {"cpu": "500m", "memory": "1Gi"}}}]}}));
+        assert_eq!(requests_below_limits["status"]["qosClass"], "Burstable");
+
+        let best_effort =
+            defaulted_pod(json!({"spec": {"containers": [{"name": "a", "image": "a:1",
+            "resources": {}}]}}));
+        assert_eq!(best_effort["status"]["qosClass"], "BestEffort");
     }
 
     #[test]

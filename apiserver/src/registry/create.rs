@@ -93,8 +93,8 @@ impl Registry {
             "creationTimestamp",
             json!(meta::timestamp(Utc::now())),
         );
-        defaults::apply_with(res, &mut obj, &self.admission);
         strategy::prepare_create(res, &mut obj);
+        defaults::apply_with(res, &mut obj, &self.admission);
         let errors = validation::validate(res, &obj, None);
         if !errors.is_empty() {
             return Err(ApiError::invalid(res, &name, &errors));

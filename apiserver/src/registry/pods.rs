@@ -1,5 +1,5 @@
-//! Pod specifics: the QoS class, binding to a node, eviction and the grace
-//! period of a delete.
+//! Pod specifics: binding to a node, eviction and the grace period of a
+//! delete.
 
 use serde_json::{Value, json};
 
@@ -8,83 +8,6 @@ use super::update::{Target, UpdateCheck};
 use super::{Registry, WriteOptions, meta};
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
-
-/// `status.qosClass` as upstream computes it from the containers' cpu and
-/// memory requests and limits.
-pub fn qos_class(pod: &Value) -> &'static str {
-    let containers = ["/spec/containers", "/spec/initContainers"]
-        .iter()
-        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
-        .flatten();
-    let mut requests = [0f64; 2];
-    let mut limits = [0f64; 2];
-    let mut any_request = false;
-    let mut any_limit = false;
-    let mut guaranteed = true;
-    for container in containers {
-        for (i, resource) in ["cpu", "memory"].iter().enumerate() {
-            let amount = |kind: &str| {
-                container
-                    .pointer(&format!("/resources/{kind}/{resource}"))
-                    .and_then(quantity)
-                    .filter(|q| *q > 0.0)
-            };
-            if let Some(q) = amount("requests") {
-                requests[i] += q;
-                any_request = true;
-            }
-            match amount("limits") {
-                Some(q) => {
-                    limits[i] += q;
-                    any_limit = true;
-                }
-                None => guaranteed = false,
-            }
-        }
-    }
-    if !any_request && !any_limit {
-        "BestEffort"
-    } else if guaranteed
-        && requests
-            .iter()
-            .zip(&limits)
-            .all(|(r, l)| (r - l).abs() < 1e-9 || *r == 0.0)
-    {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
-
-/// A resource quantity (`500m`, `1Gi`, `2`, `1e3`) as a number.
-fn quantity(v: &Value) -> Option<f64> {
-    if let Some(n) = v.as_f64() {
-        return Some(n);
-    }
-    let s = v.as_str()?.trim();
-    let split = s
-        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
-        .unwrap_or(s.len());
-    let (number, suffix) = s.split_at(split);
-    let factor = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        _ => return None,
-    };
-    number.parse::<f64>().ok().map(|n| n * factor)
-}
 
 /// The grace period a delete of `pod` gets: none for pods no kubelet runs
 /// (unscheduled or finished), else the request's or the pod's own.
@@ -194,29 +117,6 @@ fn set_condition(pod: &mut Value, kind: &str, status: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pod(resources: Value) -> Value {
-        json!({"spec": {"containers": [{"name": "c", "resources": resources}]}})
-    }
-
-    #[test]
-    fn qos_classes() {
-        assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
-        assert_eq!(
-            qos_class(&pod(json!({"requests": {"cpu": "100m"}}))),
-            "Burstable"
-        );
-        assert_eq!(
-            qos_class(&pod(json!({"limits": {"cpu": "0.5", "memory": "1Gi"},
-                                   "requests": {"cpu": "500m", "memory": "1024Mi"}}))),
-            "Guaranteed"
-        );
-        assert_eq!(
-            qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"},
-                                   "requests": {"cpu": "500m", "memory": "1Gi"}}))),
-            "Burstable"
-        );
-    }
 
     #[test]
     fn grace_periods() {

@@ -3,7 +3,6 @@
 
 use serde_json::{Value, json};
 
-use super::pods;
 use super::update::Target;
 use crate::resources::Resource;
 
@@ -12,13 +11,12 @@ fn tracks_generation(res: &Resource) -> bool {
     matches!((res.group, res.kind), ("apps", "Deployment" | "ReplicaSet"))
 }
 
-/// Resets what a client may not set on create (status, mostly).
+/// Resets what a client may not set on create (status, mostly); runs before
+/// defaulting, which fills the reset status in.
 pub fn prepare_create(res: &Resource, obj: &mut Value) {
     match (res.group, res.kind) {
-        ("", "Pod") => {
-            let qos = pods::qos_class(obj);
-            obj["status"] = json!({"phase": "Pending", "qosClass": qos});
-        }
+        // Defaulting then sets the phase (Pending) and the QoS class.
+        ("", "Pod") => obj["status"] = json!({}),
         ("", "Service") => obj["status"] = json!({"loadBalancer": {}}),
         ("apps", "Deployment" | "ReplicaSet") => obj["status"] = json!({}),
         ("", "Namespace") => {
