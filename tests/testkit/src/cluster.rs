@@ -318,18 +318,13 @@ impl Cluster {
 
     /// The config `make containerd-config` writes, for this node's paths.
     fn write_containerd_config(&self) -> Result<()> {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/containerd-config.sh");
-        let d = self.dir.display();
-        crate::netns::run(
-            Command::new(&script)
-                .arg(self.dir.join("containerd"))
-                .env("CONTAINERD_ROOT", format!("{d}/containerd/root"))
-                .env("CONTAINERD_STATE", format!("{d}/containerd/state"))
-                .env("CONTAINERD_SOCKET", format!("{d}/containerd.sock"))
-                .env("CNI_CONF_DIR", format!("{d}/net.d"))
-                .env("REGISTRY_MIRROR", "http://127.0.0.1:5000"),
-        )?;
+        crate::containerd::Config {
+            dir: &self.dir.join("containerd"),
+            socket: &self.dir.join("containerd.sock"),
+            cni_conf_dir: &self.dir.join("net.d"),
+            mirror: "http://127.0.0.1:5000",
+        }
+        .write()?;
         Ok(())
     }
 

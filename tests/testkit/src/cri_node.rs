@@ -388,77 +388,21 @@ fn spawn(engine: &Engine, ns: &NetNs, dir: &Path, cgroup_root: &str) -> Result<G
             cmd
         }
         Engine::Containerd => {
-            write_containerd_config(dir)?;
+            let config = crate::containerd::Config {
+                dir: &dir.join("containerd"),
+                socket: &dir.join("cri.sock"),
+                cni_conf_dir: &dir.join("net.d"),
+                mirror: "http://127.0.0.1:5000",
+            }
+            .write()?;
             let mut cmd = ns.command("containerd");
-            cmd.arg("--config").arg(dir.join("containerd.toml"));
+            cmd.arg("--config").arg(config);
             cmd
         }
     };
     let mut cmd = cmd;
     cmd.stdout(log.try_clone()?).stderr(log);
     Guard::spawn("CRI runtime", cmd)
-}
-
-/// containerd 1.6's CRI plugin, set up like paddock's runtime: the same CNI
-/// list, registry mirrors through `certs.d`, runc with cgroupfs.
-fn write_containerd_config(dir: &Path) -> Result<()> {
-    for registry in ["docker.io", "registry.k8s.io"] {
-        let hosts = dir.join("certs.d").join(registry);
-        std::fs::create_dir_all(&hosts)?;
-        std::fs::write(
-            hosts.join("hosts.toml"),
-            "server = \"http://127.0.0.1:5000\"\n\n[host.\"http://127.0.0.1:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-        )?;
-    }
-    let d = dir.display();
-    std::fs::write(
-        dir.join("containerd.toml"),
-        format!(
-            r#"version = 2
-root = "{d}/containerd/root"
-state = "{d}/containerd/state"
-oom_score = 0
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-
-[grpc]
-  address = "{d}/cri.sock"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/containerd/opt"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "registry.k8s.io/pause:3.6"
-  netns_mounts_under_state_dir = true
-  disable_apparmor = true
-  restrict_oom_score_adj = true
-  disable_hugetlb_controller = true
-  tolerate_missing_hugetlb_controller = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{d}/net.d"
-    max_conf_num = 1
-
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "/usr/sbin/runc"
-        Root = "{d}/containerd/runc"
-        SystemdCgroup = false
-
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "{d}/certs.d"
-"#
-        ),
-    )?;
-    Ok(())
 }
 
 impl Drop for Node {

@@ -4,6 +4,7 @@
 //! for what a user would wait for.
 
 pub mod cluster;
+pub mod containerd;
 pub mod cri;
 pub mod cri_node;
 pub mod fake_nodes;

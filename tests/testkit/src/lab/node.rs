@@ -93,18 +93,13 @@ impl Node {
     /// containerd's configuration as `make containerd-config` writes it,
     /// with the node's own paths and the lab's registry as the mirror.
     fn write_containerd_config(&self) -> Result<()> {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/containerd-config.sh");
-        let containerd = self.dir.join("containerd");
-        crate::netns::run(
-            std::process::Command::new(&script)
-                .arg(&containerd)
-                .env("CONTAINERD_ROOT", containerd.join("root"))
-                .env("CONTAINERD_STATE", containerd.join("state"))
-                .env("CONTAINERD_SOCKET", self.containerd_socket())
-                .env("CNI_CONF_DIR", self.cni_conf_dir())
-                .env("REGISTRY_MIRROR", format!("http://{}", super::REGISTRY)),
-        )?;
+        crate::containerd::Config {
+            dir: &self.dir.join("containerd"),
+            socket: &self.containerd_socket(),
+            cni_conf_dir: &self.cni_conf_dir(),
+            mirror: &format!("http://{}", super::REGISTRY),
+        }
+        .write()?;
         Ok(())
     }
 
