@@ -15,9 +15,10 @@ PADDOCK_ARGS ?=
 run: deps build-release
 	DATA_DIR=$(DATA_DIR) KUBECONFIG_OUT=$(KUBECONFIG_OUT) scripts/run.sh target/release/paddock $(PADDOCK_ARGS)
 
-## make stop: stop what `make run` started (its pods' state stays in DATA_DIR)
+## make stop: stop what `make run` started (its pods keep running, their state stays in
+## DATA_DIR; the next `make run` picks them up)
 stop:
-	DATA_DIR=$(DATA_DIR) scripts/run.sh --stop
+	DATA_DIR=$(DATA_DIR) KUBECONFIG_OUT=$(KUBECONFIG_OUT) scripts/run.sh --stop
 
 ## make test: install test dependencies, build, and pass the whole suite
 test: test-deps images

@@ -5,7 +5,7 @@
 # —, waits until the node is Ready, and prints what to type next. Run as root.
 #
 #   scripts/run.sh BINARY [paddock server flags...]    start (or find running)
-#   scripts/run.sh --stop                              stop it (`make stop`)
+#   scripts/run.sh --stop                              stop it (`make stop`); its pods keep running
 #
 # DATA_DIR (/var/lib/paddock) holds the state, the log (server.log) and the
 # pid file; KUBECONFIG_OUT (/etc/paddock/kubeconfig.yaml) is the admin
@@ -27,9 +27,15 @@ running() { # the server's pid, if the pid file names a live paddock server
 
 if [ "${1:-}" = --stop ]; then
   if pid=$(running); then
+    # Pods outlive the server, as with k3s: the next start picks them up again.
+    pods=$(KUBECONFIG=$KUBECONFIG_OUT kubectl get pods -A --field-selector=status.phase=Running \
+      --no-headers --request-timeout=5s 2>/dev/null | wc -l) || pods=0
     kill -TERM "$pid"
     for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     echo "stopped paddock server (pid $pid)"
+    if [ "$pods" -gt 0 ]; then
+      echo "$pods pods keep running: the next \`make run\` picks them up; to stop them, delete them with kubectl before \`make stop\`"
+    fi
   else
     echo "paddock server is not running"
   fi
