@@ -577,3 +577,74 @@ fn external_traffic_policy_local_keeps_the_client_ip_and_answers_health_checks()
     .expect_err("node 0 served a Local service without local endpoints");
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
 }
+
+#[test]
+fn a_client_that_reached_a_node_before_its_load_balancer_ip_existed_is_served() {
+    let cluster = Cluster::start(&[1]);
+    let lab = &cluster.lab;
+    let node = &lab.node(0).ns;
+    let _proxy = cluster.proxy(0);
+    wait_for_sync(&cluster, 0);
+
+    // The client's ARP entry for the address still names the node (the
+    // address was the node's before its service was deleted): with no rules
+    // for it yet, the node forwards the SYN as it is, and nobody answers.
+    let link = output_in(node, "ip", &["-br", "link", "show", "dev", "eth0"]).unwrap();
+    let mac = link.split_whitespace().nth(2).unwrap().to_string();
+    lab.client
+        .ip(&[
+            "neigh",
+            "replace",
+            &LB_IP.to_string(),
+            "lladdr",
+            &mac,
+            "dev",
+            "br-lan",
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+    let curl = |connect_timeout: &str| {
+        output_in(
+            &lab.client,
+            "curl",
+            &[
+                "-sS",
+                "--local-port",
+                "40123",
+                "--connect-timeout",
+                connect_timeout,
+                &format!("http://{LB_IP}/"),
+            ],
+        )
+    };
+    assert!(curl("2").is_err(), "nothing serves {LB_IP} yet");
+    let flows = output_in(node, "conntrack", &["-L", "-d", &LB_IP.to_string()]).unwrap();
+    assert!(
+        flows.contains("sport=40123") && flows.contains("UNREPLIED"),
+        "the node keeps the forwarded SYN's flow:\n{flows}"
+    );
+
+    // The service comes, with the address, and the node announces it: once
+    // it serves, the client's connection from that same port reaches the
+    // pod rather than the stale flow (which the node itself would refuse).
+    cluster.apply(&service("web", ""));
+    cluster.apply(&slice("web", &pods(lab)));
+    wait::until(
+        "the node to hold the load-balancer IP",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let addrs = output_in(node, "ip", &["-4", "addr", "show", "dev", "eth0"])?;
+            Ok(addrs.contains(&format!("{LB_IP}/32")).then_some(()))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.log(0)));
+    let pod = &lab.node(0).pods[0].name;
+    assert_eq!(
+        cluster.wait_answer(&lab.client, SocketAddr::from((LB_IP, 80))),
+        *pod
+    );
+    let body = curl("3").unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.log(0)));
+    assert_eq!(body.trim(), pod);
+}

@@ -1,8 +1,18 @@
-//! Stale UDP conntrack entries. UDP has no connection to close, so a flow
-//! NATed to an endpoint that went away would keep going to it until the
-//! entry times out; and a flow that started while a service had no
-//! endpoints would keep going nowhere. Both kinds are deleted after the
-//! sync that changed the rules (with the `conntrack` tool).
+//! Stale conntrack entries, deleted after the sync that changed the rules
+//! (with the `conntrack` tool).
+//!
+//! UDP has no connection to close, so a flow NATed to an endpoint that went
+//! away would keep going to it until the entry times out; and a flow that
+//! started while a service had no endpoints would keep going nowhere.
+//!
+//! Any protocol: a load-balancer or external IP that this node had no
+//! rules for may still have seen packets — a client whose ARP entry still
+//! names this node after the address moved or its service was deleted.
+//! They were forwarded as they were, and conntrack keeps such a flow
+//! un-NATed: a retransmitted SYN, or a client that picks the same source
+//! port again, bypasses the new rules until the entry expires (two minutes
+//! for a SYN that got no answer) and, once this node holds the address,
+//! is refused by the node itself.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -26,11 +36,21 @@ pub enum StaleFlows {
     ToServiceIp { service_ip: IpAddr },
     /// Flows to a node port that had no endpoint.
     ToNodePort { node_port: u16 },
+    /// Flows of `protocol` to a service address that were not NATed (their
+    /// replies come from the address itself).
+    NotNated {
+        service_ip: IpAddr,
+        protocol: Protocol,
+    },
 }
 
 impl StaleFlows {
     fn args(&self) -> Vec<String> {
-        let mut args = vec!["-D".to_string(), "-p".into(), "udp".into()];
+        let protocol = match self {
+            StaleFlows::NotNated { protocol, .. } => *protocol,
+            _ => Protocol::Udp,
+        };
+        let mut args = vec!["-D".to_string(), "-p".into(), protocol.to_string()];
         match self {
             StaleFlows::ToEndpoint {
                 service_ip,
@@ -56,6 +76,12 @@ impl StaleFlows {
             StaleFlows::ToNodePort { node_port } => {
                 args.extend(["--dport".into(), node_port.to_string()])
             }
+            StaleFlows::NotNated { service_ip, .. } => args.extend([
+                "--orig-dst".into(),
+                service_ip.to_string(),
+                "--reply-src".into(),
+                service_ip.to_string(),
+            ]),
         }
         args
     }
@@ -108,6 +134,34 @@ pub fn stale_flows(old: &Model, new: &Model) -> Vec<StaleFlows> {
         }
     }
     let mut flows: Vec<StaleFlows> = flows.into_iter().collect();
+    flows.sort();
+    flows
+}
+
+/// The un-NATed flows to load-balancer and external IPs that the step from
+/// `old` to `new` gave rules (not worth looking for on a proxy's first sync:
+/// the rules either survived its restart or the node has just started).
+pub fn not_nated_flows(old: &Model, new: &Model) -> Vec<StaleFlows> {
+    let outside_addresses = |model: &Model| -> HashSet<(IpAddr, Protocol)> {
+        model
+            .services()
+            .flat_map(|s| {
+                let port = &s.port;
+                port.external_ips
+                    .iter()
+                    .chain(&port.load_balancer_ips)
+                    .map(|ip| (*ip, port.protocol))
+            })
+            .collect()
+    };
+    let before = outside_addresses(old);
+    let mut flows: Vec<StaleFlows> = outside_addresses(new)
+        .difference(&before)
+        .map(|&(service_ip, protocol)| StaleFlows::NotNated {
+            service_ip,
+            protocol,
+        })
+        .collect();
     flows.sort();
     flows
 }
@@ -216,5 +270,44 @@ mod tests {
             ]
         );
         assert!(stale_flows(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn a_new_load_balancer_ip_clears_its_flows_that_were_not_nated() {
+        let mut port = ServicePort::cluster_ip(
+            ServicePortName::new("default", "web", "http"),
+            Protocol::Tcp,
+            "10.96.0.20".parse().unwrap(),
+            80,
+        );
+        port.load_balancer_ips = vec!["192.168.56.200".parse().unwrap()];
+        let web = Service::new(
+            port,
+            vec![Endpoint::ready("10.244.1.2".parse().unwrap(), 80)],
+        );
+        let old = model(&[dns(&["10.244.1.2"])]);
+        let new = model(&[dns(&["10.244.1.2"]), web]);
+        let flows = not_nated_flows(&old, &new);
+        assert_eq!(
+            flows,
+            [StaleFlows::NotNated {
+                service_ip: "192.168.56.200".parse().unwrap(),
+                protocol: Protocol::Tcp
+            }]
+        );
+        assert_eq!(
+            flows[0].args(),
+            [
+                "-D",
+                "-p",
+                "tcp",
+                "--orig-dst",
+                "192.168.56.200",
+                "--reply-src",
+                "192.168.56.200"
+            ]
+        );
+        assert!(not_nated_flows(&new, &new).is_empty());
+        assert!(not_nated_flows(&new, &old).is_empty());
     }
 }

@@ -75,7 +75,7 @@ pub async fn run(
         health,
         health_servers: ServiceHealthServers::new(),
         lb_ips,
-        synced: Model::new(),
+        synced: None,
     };
     let mut shutdown = pin!(shutdown);
     tokio::select! {
@@ -99,8 +99,8 @@ struct SyncLoop {
     health_servers: ServiceHealthServers,
     /// The load-balancer IPs the synced rules serve, for the announcer.
     lb_ips: tokio::sync::watch::Sender<std::collections::BTreeSet<std::net::Ipv4Addr>>,
-    /// The model the rules were last synced to.
-    synced: Model,
+    /// The model the rules were last synced to (none before the first sync).
+    synced: Option<Model>,
 }
 
 impl SyncLoop {
@@ -174,13 +174,16 @@ impl SyncLoop {
         }
         let model = Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone());
         self.health_servers.sync(&model);
-        let lb_ips = announce::load_balancer_ips(&model);
-        self.lb_ips.send_if_modified(|current| {
-            let changed = *current != lb_ips;
-            *current = lb_ips;
-            changed
-        });
-        let stale = conntrack::stale_flows(&self.synced, &model);
+        // Before this node may announce a new load-balancer IP, so that its
+        // un-NATed flows are gone when the address becomes local.
+        let stale = match &self.synced {
+            Some(synced) => {
+                let mut stale = conntrack::stale_flows(synced, &model);
+                stale.extend(conntrack::not_nated_flows(synced, &model));
+                stale
+            }
+            None => conntrack::stale_flows(&Model::new(), &model),
+        };
         if !stale.is_empty() {
             let deleted = tokio::task::spawn_blocking(move || conntrack::delete(&stale)).await;
             match deleted {
@@ -189,7 +192,13 @@ impl SyncLoop {
                 Err(e) => tracing::warn!("deleting stale conntrack entries: {e}"),
             }
         }
-        self.synced = model;
+        let lb_ips = announce::load_balancer_ips(&model);
+        self.lb_ips.send_if_modified(|current| {
+            let changed = *current != lb_ips;
+            *current = lb_ips;
+            changed
+        });
+        self.synced = Some(model);
         Ok(())
     }
 }
