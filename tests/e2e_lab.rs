@@ -2,11 +2,11 @@
 //! (master m-k8s, workers w1-k8s … w3-k8s in network namespaces, the user's
 //! laptop with kubectl and curl), typed with stock kubectl 1.20.2 and 1.32.
 //! One lab serves every scenario, in the order a user lives them: the
-//! machines boot workers first; the walkthrough; then a worker is lost.
-//! Each prints its timings. The workers run Paddock's runtime (or
-//! `RUNTIME=containerd`). Two more labs run the walkthrough: one with
-//! containerd on the workers, and the single-node path, `paddock server`
-//! alone.
+//! machines boot workers first; the walkthrough; `kubectl apply` and a
+//! rolling update; then a worker is lost. Each prints its timings. The
+//! workers run Paddock's runtime (or `RUNTIME=containerd`). Two more labs
+//! run the walkthrough: one with containerd on the workers, and the
+//! single-node path, `paddock server` alone.
 
 mod e2e;
 
@@ -28,6 +28,15 @@ fn the_vagrant_lab_story_with_kubectl_1_20_and_1_32() -> Result<()> {
         scenarios.check(
             &lab,
             &format!("the walkthrough, kubectl {version:?}"),
+            outcome,
+        );
+    }
+    rolling_update::publish_new_image(&lab)?;
+    for version in KUBECTLS {
+        let outcome = rolling_update::rolling_update(&lab, version);
+        scenarios.check(
+            &lab,
+            &format!("the rolling update, kubectl {version:?}"),
             outcome,
         );
     }

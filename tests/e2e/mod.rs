@@ -3,6 +3,7 @@
 
 pub mod join_order;
 pub mod lost_worker;
+pub mod rolling_update;
 pub mod walkthrough;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -280,7 +280,14 @@ impl RequestLoop {
                 match http_get(addr, Duration::from_secs(3)) {
                     Ok(_) => ok += 1,
                     Err(e) => {
-                        eprintln!("request to {addr} failed: {e:#}");
+                        let at = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default();
+                        eprintln!(
+                            "request to {addr} failed at {}.{:03} (Unix time): {e:#}",
+                            at.as_secs(),
+                            at.subsec_millis()
+                        );
                         failed += 1;
                     }
                 }
