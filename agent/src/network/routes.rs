@@ -11,8 +11,10 @@ use ipnet::Ipv4Net;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
-/// `proto 188` in `ip route`: Paddock's pod routes.
-pub const PROTOCOL: u8 = 188;
+/// `proto 212` in `ip route`: Paddock's pod routes. A number no routing
+/// daemon claims (iproute2's rt_protos, FRR's 186-198), so that `ip route`
+/// does not name them `ospf` and no daemon takes them for its own.
+pub const PROTOCOL: u8 = 212;
 
 /// Desired routes: destination podCIDR → gateway node IP.
 pub type Routes = BTreeMap<Ipv4Net, Ipv4Addr>;
@@ -38,7 +40,7 @@ pub async fn reconcile(handle: &Handle, desired: &Routes) -> Result<()> {
         let route = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(dst.network(), dst.prefix_len())
             .gateway(*gateway)
-            .protocol(RouteProtocol::Other(PROTOCOL))
+            .protocol(RouteProtocol::from(PROTOCOL))
             .build();
         match handle.route().add(route).replace().execute().await {
             Ok(()) => tracing::info!(%dst, %gateway, "added pod route"),
@@ -56,7 +58,9 @@ async fn ours(handle: &Handle) -> Result<BTreeMap<Ipv4Net, (Ipv4Addr, RouteMessa
     let mut routes = handle.route().get(dump).execute();
     let mut ours = BTreeMap::new();
     while let Some(route) = routes.try_next().await.context("listing routes")? {
-        if route.header.protocol != RouteProtocol::Other(PROTOCOL) {
+        // Compared as numbers: netlink-packet-route parses the numbers it
+        // knows into named variants.
+        if u8::from(route.header.protocol) != PROTOCOL {
             continue;
         }
         let mut dst = None;
@@ -75,4 +79,71 @@ async fn ours(handle: &Handle) -> Result<BTreeMap<Ipv4Net, (Ipv4Addr, RouteMessa
         }
     }
     Ok(ours)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 99, 2);
+
+    /// `ip args` in the calling thread's network namespace; its output.
+    fn ip(args: &[&str]) -> String {
+        let out = Command::new("ip").args(args).output().expect("running ip");
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn routes(cidrs: &[&str]) -> Routes {
+        cidrs
+            .iter()
+            .map(|c| (c.parse().unwrap(), GATEWAY))
+            .collect()
+    }
+
+    /// Runs as root: a thread in a network namespace of its own, with a
+    /// veth on 192.168.99.0/24 and a route that is not Paddock's.
+    #[test]
+    fn reconcile_adds_and_removes_exactly_its_own_routes() {
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (as root)");
+            ip(&["link", "add", "pd0", "type", "veth", "peer", "name", "pd1"]);
+            ip(&["addr", "add", "192.168.99.1/24", "dev", "pd0"]);
+            ip(&["link", "set", "pd0", "up"]);
+            ip(&["link", "set", "pd1", "up"]);
+            ip(&["route", "add", "10.250.0.0/24", "via", "192.168.99.3"]);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let (connection, handle, _) = rtnetlink::new_connection().unwrap();
+                tokio::spawn(connection);
+
+                let both = routes(&["10.244.1.0/24", "10.244.2.0/24"]);
+                reconcile(&handle, &both).await.unwrap();
+                let listed = ip(&["route", "show", "proto", &PROTOCOL.to_string()]);
+                assert!(
+                    listed.contains("10.244.1.0/24 via 192.168.99.2")
+                        && listed.contains("10.244.2.0/24 via 192.168.99.2"),
+                    "{listed}"
+                );
+                let found: Vec<Ipv4Net> = ours(&handle).await.unwrap().into_keys().collect();
+                assert_eq!(found, both.keys().copied().collect::<Vec<_>>());
+
+                // A node went away: its route goes, the others stay.
+                reconcile(&handle, &routes(&["10.244.2.0/24"]))
+                    .await
+                    .unwrap();
+                let table = ip(&["route", "show"]);
+                assert!(!table.contains("10.244.1.0/24"), "{table}");
+                assert!(table.contains("10.244.2.0/24 via 192.168.99.2"), "{table}");
+                assert!(table.contains("10.250.0.0/24 via 192.168.99.3"), "{table}");
+            });
+        })
+        .join()
+        .expect("the test thread panicked");
+    }
 }
