@@ -14,7 +14,9 @@ binary=${1:-target/release/paddock}
 root=${DESTDIR:-}
 
 [ -x "$binary" ] || { echo "$binary is missing: run make build-release" >&2; exit 1; }
-install -D -m 0755 "$binary" "$root/usr/local/bin/paddock"
+# Stripped: the release build keeps line tables for backtraces (~340 MB), the
+# installed binary does not (~53 MB).
+install -D -s -m 0755 "$binary" "$root/usr/local/bin/paddock"
 for unit in paddock-server paddock-agent; do
   install -D -m 0644 "deploy/systemd/$unit.service" "$root/etc/systemd/system/$unit.service"
   [ -e "$root/etc/default/$unit" ] || install -D -m 0600 "deploy/systemd/$unit.default" "$root/etc/default/$unit"
