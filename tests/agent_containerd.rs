@@ -20,6 +20,11 @@ fn crash_loops_back_off_and_readiness_gates_ready() -> Result<()> {
 }
 
 #[test]
+fn kubectl_exec_runs_commands_in_the_container() -> Result<()> {
+    agent::kubectl_exec_runs_commands_in_the_container(Runtime::Containerd)
+}
+
+#[test]
 fn delete_stops_within_the_grace_period() -> Result<()> {
     agent::delete_stops_within_the_grace_period(Runtime::Containerd)
 }

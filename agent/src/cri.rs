@@ -313,6 +313,20 @@ impl Cri {
             .into_inner())
     }
 
+    /// A streaming session for `request` in the runtime: the URL to
+    /// connect to.
+    pub async fn exec(&self, request: cri::ExecRequest) -> Result<String> {
+        let id = request.container_id.clone();
+        Ok(self
+            .runtime
+            .clone()
+            .exec(request)
+            .await
+            .with_context(|| format!("CRI Exec in {id}"))?
+            .into_inner()
+            .url)
+    }
+
     // ---- images ----
 
     /// The image `name` refers to, if the runtime has it.

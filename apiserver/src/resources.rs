@@ -61,7 +61,7 @@ macro_rules! resource {
 pub static RESOURCES: &[Resource] = &[
     resource!("", "v1", "Namespace", "namespaces", "namespace", namespaced: false, short: ["ns"], categories: &[], sub: ["status", "finalize"]),
     resource!("", "v1", "Node", "nodes", "node", namespaced: false, short: ["no"], categories: &[], sub: ["status"]),
-    resource!("", "v1", "Pod", "pods", "pod", namespaced: true, short: ["po"], categories: ALL, sub: ["status", "binding", "eviction", "log"]),
+    resource!("", "v1", "Pod", "pods", "pod", namespaced: true, short: ["po"], categories: ALL, sub: ["status", "binding", "eviction", "log", "exec"]),
     resource!("", "v1", "Service", "services", "service", namespaced: true, short: ["svc"], categories: ALL, sub: ["status"]),
     resource!("", "v1", "Endpoints", "endpoints", "endpoints", namespaced: true, short: ["ep"], categories: &[], sub: []),
     resource!("", "v1", "ConfigMap", "configmaps", "configmap", namespaced: true, short: ["cm"], categories: &[], sub: []),

@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path as UrlPath, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::any;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -128,8 +129,8 @@ impl Streams {
             .context("the streaming server is already serving")?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let app = Router::new()
-            .route("/exec/{token}", get(exec_handler))
-            .route("/portforward/{token}", get(port_forward_handler))
+            .route("/exec/{token}", any(exec_handler))
+            .route("/portforward/{token}", any(port_forward_handler))
             .with_state(self);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -146,11 +147,28 @@ fn gone() -> Response {
         .into_response()
 }
 
+/// What a client that does not ask for a WebSocket (kubectl before 1.30
+/// speaks SPDY) is told.
+fn websocket_only(rejection: WebSocketUpgradeRejection) -> Response {
+    (
+        axum::http::StatusCode::BAD_REQUEST,
+        format!(
+            "Paddock's runtime streams over WebSocket only (kubectl 1.30 or later); \
+             SPDY is not supported ({rejection})"
+        ),
+    )
+        .into_response()
+}
+
 async fn exec_handler(
     State(streams): State<Arc<Streams>>,
     UrlPath(token): UrlPath<String>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return websocket_only(rejection),
+    };
     let Some(Session::Exec(session)) = streams.take(&token) else {
         return gone();
     };
@@ -165,8 +183,12 @@ async fn exec_handler(
 async fn port_forward_handler(
     State(streams): State<Arc<Streams>>,
     UrlPath(token): UrlPath<String>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return websocket_only(rejection),
+    };
     let Some(Session::PortForward(session)) = streams.take(&token) else {
         return gone();
     };
@@ -176,6 +198,15 @@ async fn port_forward_handler(
                 tracing::warn!("port-forward stream: {e:#}");
             }
         })
+}
+
+/// A close frame with status 1000: kubectl's WebSocket client takes any
+/// other ending (also a close frame without a status) for an error.
+fn normal_close() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: close_code::NORMAL,
+        reason: "".into(),
+    }))
 }
 
 fn frame(channel: u8, data: &[u8]) -> Message {
@@ -310,7 +341,7 @@ async fn exec_stream(socket: WebSocket, session: ExecSession) -> anyhow::Result<
     };
     sink.send(frame(ERROR, status.to_string().as_bytes()))
         .await?;
-    sink.close().await?;
+    sink.send(normal_close()).await?;
     Ok(())
 }
 
@@ -404,7 +435,7 @@ async fn port_forward_stream(socket: WebSocket, session: PortForwardSession) -> 
                 break;
             }
         }
-        let _ = sink.close().await;
+        let _ = sink.send(normal_close()).await;
     });
     while let Some(Ok(message)) = source.next().await {
         match message {

@@ -387,3 +387,70 @@ pub fn two_hundred_pods_leave_nothing_behind(runtime: Runtime) -> Result<()> {
     assert_eq!(after.ok(), Some(before), "now: {:?}", cluster.resources()?);
     Ok(())
 }
+
+/// `kubectl exec` (1.32, WebSocket) through the API server and the agent
+/// to the runtime: a command's output, its stderr apart and its exit code,
+/// stdin passed on with `-i`, and a clear error for a container the pod
+/// does not have; kubectl 1.20 (SPDY) where the runtime speaks it.
+pub fn kubectl_exec_runs_commands_in_the_container(runtime: Runtime) -> Result<()> {
+    let cluster = cluster(runtime)?;
+    cluster.kubectl(&["run", "shell", "--image=busybox", "--", "sleep", "3600"])?;
+    cluster.wait_ready("shell", START)?;
+
+    let hostname = cluster
+        .kubectl(&["exec", "shell", "--", "hostname"])
+        .with_context(|| cluster.logs())?;
+    ensure!(hostname == "shell\n", "kubectl exec hostname: {hostname:?}");
+
+    let script = "echo out; echo err >&2; exit 3";
+    let out = cluster.kubectl_output(&["exec", "shell", "--", "sh", "-c", script])?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    ensure!(
+        out.status.code() == Some(3) && stdout == "out\n" && stderr.starts_with("err\n"),
+        "kubectl exec sh -c {script:?}: {out:?}"
+    );
+    ensure!(
+        stderr.contains("command terminated with exit code 3"),
+        "{stderr}"
+    );
+
+    let echoed = cluster.kubectl_with_input(&["exec", "-i", "shell", "--", "cat"], "typed in\n")?;
+    ensure!(
+        echoed.status.success() && echoed.stdout == b"typed in\n",
+        "kubectl exec -i cat: {echoed:?}"
+    );
+
+    // kubectl 1.20 speaks SPDY: so does containerd's streaming server,
+    // while Paddock's runtime says it wants a WebSocket.
+    let kubectl_1_20 = paddock_testkit::kubectl::kubectl_1_20_path();
+    let spdy = cluster
+        .ns
+        .command(&kubectl_1_20.to_string_lossy())
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig())
+        .args(["exec", "shell", "--", "hostname"])
+        .output()?;
+    match runtime {
+        Runtime::Containerd => ensure!(
+            spdy.status.success() && spdy.stdout == b"shell\n",
+            "kubectl 1.20 exec: {spdy:?}"
+        ),
+        Runtime::Paddock => ensure!(
+            !spdy.status.success()
+                && String::from_utf8_lossy(&spdy.stderr).contains("WebSocket only (kubectl 1.30"),
+            "kubectl 1.20 exec: {spdy:?}"
+        ),
+    }
+
+    let wrong = cluster.kubectl_output(&["exec", "shell", "-c", "nope", "--", "true"])?;
+    ensure!(
+        !wrong.status.success()
+            && String::from_utf8_lossy(&wrong.stderr)
+                .contains("container nope is not valid for pod shell"),
+        "kubectl exec -c nope: {wrong:?}"
+    );
+    Ok(())
+}

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{AppState, status};
+use super::{AppState, find_pod, status};
 use crate::logs::{Options, Reader, append, render};
 use crate::pods::state::PodState;
 
@@ -47,19 +47,9 @@ pub async fn container_logs(
         timestamps: flag("timestamps"),
         limit_bytes: number("limitBytes").map(|n| n.max(0) as usize),
     };
-    let pod = state
-        .pods
-        .pods
-        .lock()
-        .expect("pods lock")
-        .get(&(namespace.clone(), pod_name.clone()))
-        .cloned();
-    let Some(pod) = pod else {
-        return status(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("pod {namespace}/{pod_name} is not running on this node"),
-        );
+    let pod = match find_pod(&state, &namespace, &pod_name) {
+        Ok(pod) => pod,
+        Err(failure) => return failure.into_response(),
     };
     let spec = pod.spec.clone().unwrap_or_default();
     let known = spec

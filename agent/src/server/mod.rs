@@ -1,8 +1,10 @@
 //! The kubelet API on :10250, over TLS with the node's serving certificate:
 //! only the API server's kubelet client certificate (signed by the cluster
 //! CA) may call it. `/containerLogs/{ns}/{pod}/{container}` (what the API
-//! server's `pods/log` proxies to), `/healthz`, `/metrics` and `/pods`.
+//! server's `pods/log` proxies to), `/exec/{ns}/{pod}/{container}` (what
+//! `pods/exec` relays), `/healthz`, `/metrics` and `/pods`.
 
+mod exec;
 mod logs;
 
 use std::net::SocketAddr;
@@ -14,10 +16,11 @@ use axum::extract::{Extension, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use k8s_openapi::api::core::v1::Pod;
 use rustls::server::WebPkiClientVerifier;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -80,7 +83,7 @@ pub async fn serve(
             );
             let service = TowerToHyperService::new(app.layer(Extension(caller)).into_service());
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
                 .await
             {
                 tracing::debug!(%peer, "kubelet API connection: {e}");
@@ -98,6 +101,7 @@ fn router(state: AppState) -> Router {
             "/containerLogs/{namespace}/{pod}/{container}",
             get(logs::container_logs),
         )
+        .route("/exec/{namespace}/{pod}/{container}", any(exec::exec))
         .fallback(|| async {
             status(
                 StatusCode::NOT_FOUND,
@@ -151,6 +155,69 @@ async fn pods(State(state): State<AppState>) -> Response {
 }
 
 /// A `Status` object, as the API server passes kubelet errors on.
+/// A request the kubelet API turns down, answered as a `Status`.
+struct Failure {
+    code: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn bad_request(message: String) -> Failure {
+        Failure {
+            code: StatusCode::BAD_REQUEST,
+            reason: "BadRequest",
+            message,
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        status(self.code, self.reason, self.message)
+    }
+}
+
+/// The pod `namespace/name` if this node runs it.
+fn find_pod(state: &AppState, namespace: &str, name: &str) -> Result<Arc<Pod>, Failure> {
+    let pods = state.pods.pods.lock().expect("pods lock");
+    pods.get(&(namespace.to_string(), name.to_string()))
+        .cloned()
+        .ok_or_else(|| Failure {
+            code: StatusCode::NOT_FOUND,
+            reason: "NotFound",
+            message: format!("pod {namespace}/{name} is not running on this node"),
+        })
+}
+
+/// The runtime's ID of the current instance of `container` in the pod.
+fn running_container_id(
+    state: &AppState,
+    namespace: &str,
+    pod_name: &str,
+    container: &str,
+) -> Result<String, Failure> {
+    let pod = find_pod(state, namespace, pod_name)?;
+    let statuses = pod.status.iter().flat_map(|s| {
+        s.container_statuses
+            .iter()
+            .flatten()
+            .chain(s.init_container_statuses.iter().flatten())
+    });
+    let Some(current) = statuses.into_iter().find(|s| s.name == container) else {
+        return Err(Failure::bad_request(format!(
+            "container {container} is not valid for pod {pod_name}"
+        )));
+    };
+    let running = current.state.as_ref().is_some_and(|s| s.running.is_some());
+    match current.container_id.as_deref() {
+        Some(id) if running => Ok(id.split_once("://").map_or(id, |(_, id)| id).to_string()),
+        _ => Err(Failure::bad_request(format!(
+            "container {container} in pod {pod_name} is not running"
+        ))),
+    }
+}
+
 pub(crate) fn status(code: StatusCode, reason: &str, message: String) -> Response {
     let body = json!({
         "kind": "Status",

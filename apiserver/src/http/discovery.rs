@@ -104,6 +104,11 @@ fn subresource_entry(res: &Resource, sub: &str) -> Value {
             entry["verbs"] = json!(["create"]);
         }
         "finalize" => entry["verbs"] = json!(["update"]),
+        "log" => entry["verbs"] = json!(["get"]),
+        "exec" => {
+            entry["kind"] = json!("PodExecOptions");
+            entry["verbs"] = json!(["create", "get"]);
+        }
         _ => {}
     }
     entry

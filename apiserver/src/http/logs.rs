@@ -1,12 +1,8 @@
 //! `GET pods/NAME/log`: proxied to the kubelet API of the pod's node
-//! (`/containerLogs/{ns}/{pod}/{container}`) with the API server's kubelet
-//! client certificate, verifying the kubelet's certificate against the
-//! cluster CA, and streamed back as it comes (`kubectl logs -f`).
+//! (`/containerLogs/{ns}/{pod}/{container}`) and streamed back as it comes
+//! (`kubectl logs -f`).
 
-use std::net::IpAddr;
-use std::sync::Arc;
-
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use axum::body::Body;
 use axum::response::Response;
 use http::header;
@@ -16,12 +12,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use super::AppState;
-use crate::registry::meta;
-use crate::resources::{self, Resource};
+use super::kubelet::Kubelet;
+use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
-
-/// The kubelet API's port when a node does not say.
-const KUBELET_PORT: i64 = 10250;
 
 pub async fn pod_log(
     state: &AppState,
@@ -33,38 +26,18 @@ pub async fn pod_log(
 ) -> ApiResult<Response> {
     let pod = state.registry.get(res, Some(namespace), name)?.parse();
     let container = container(&pod, name, container_asked)?;
-    let node_name = meta::str_at(&pod, "/spec/nodeName");
-    if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    }
-    let nodes = resources::lookup("", "v1", "nodes")
-        .ok_or_else(|| ApiError::internal("no nodes resource"))?;
-    let node = state.registry.get(nodes, None, node_name)?.parse();
-    let ip: IpAddr = node["status"]["addresses"]
-        .as_array()
-        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
-        .and_then(|a| a["address"].as_str())
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!("node {node_name} has no InternalIP address"))
-        })?;
-    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-        .as_i64()
-        .filter(|p| *p > 0)
-        .unwrap_or(KUBELET_PORT);
+    let kubelet = Kubelet::of_pod(state, &pod, name)?;
     let path = format!(
         "/containerLogs/{namespace}/{name}/{container}?{}",
         query.unwrap_or_default()
     );
-    fetch(state, ip, port as u16, &path)
+    fetch(state, &kubelet, &path)
         .await
         .map_err(|e| ApiError::internal(format!("{e:#}")))
 }
 
 /// The named container, or the only one.
-fn container(pod: &Value, name: &str, asked: Option<&str>) -> ApiResult<String> {
+pub fn container(pod: &Value, name: &str, asked: Option<&str>) -> ApiResult<String> {
     let names: Vec<&str> = ["containers", "initContainers"]
         .iter()
         .flat_map(|list| pod["spec"][list].as_array().into_iter().flatten())
@@ -93,32 +66,13 @@ fn container(pod: &Value, name: &str, asked: Option<&str>) -> ApiResult<String> 
     }
 }
 
-/// GET `path` of the kubelet at `ip:port`; its answer streamed back.
-async fn fetch(state: &AppState, ip: IpAddr, port: u16, path: &str) -> anyhow::Result<Response> {
-    let (cert, key) = state.pki.paths("client-kube-apiserver-kubelet");
-    let chain = rustls_pemfile::certs(&mut std::fs::read(&cert)?.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .context("parsing the kubelet client certificate")?;
-    let key = rustls_pemfile::private_key(&mut std::fs::read(&key)?.as_slice())?
-        .context("no kubelet client key")?;
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in rustls_pemfile::certs(&mut state.ca_pem.as_bytes()) {
-        roots.add(ca?)?;
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)?;
-    let tcp = tokio::net::TcpStream::connect((ip, port))
-        .await
-        .with_context(|| format!("connecting to the kubelet at {ip}:{port}"))?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(rustls::pki_types::ServerName::IpAddress(ip.into()), tcp)
-        .await
-        .with_context(|| format!("TLS to the kubelet at {ip}:{port}"))?;
+/// GET `path` of `kubelet`; its answer streamed back.
+async fn fetch(state: &AppState, kubelet: &Kubelet, path: &str) -> anyhow::Result<Response> {
+    let tls = kubelet.connect(state).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(connection);
     let request = http::Request::get(path)
-        .header(header::HOST, format!("{ip}:{port}"))
+        .header(header::HOST, kubelet.authority())
         .body(Empty::<Bytes>::new())?;
     let response = sender
         .send_request(request)

@@ -85,6 +85,12 @@ async fn handle(
     req: Request,
 ) -> ApiResult<Response> {
     let path = path::parse(group, version, rest)?;
+    if path.res.plural == "pods"
+        && path.name.is_some()
+        && path.subresource.as_deref() == Some("exec")
+    {
+        return super::exec::pod_exec(state, &path, req).await;
+    }
     let (parts, body) = req.into_parts();
     let query = Query::parse(parts.uri.query())?;
     let raw_query = parts.uri.query().map(str::to_string);

@@ -361,13 +361,25 @@ impl Cluster {
 
     /// kubectl with `stdin` (for `apply -f -`).
     pub fn kubectl_apply(&self, manifest: &str) -> Result<String> {
+        let out = self.kubectl_with_input(&["apply", "-f", "-"], manifest)?;
+        if !out.status.success() {
+            bail!(
+                "kubectl apply failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// kubectl (1.32) reading `input` on its stdin, whatever its exit status.
+    pub fn kubectl_with_input(&self, args: &[&str], input: &str) -> Result<Output> {
         use std::io::Write;
         let mut child = self
             .ns
             .command("kubectl")
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
-            .args(["apply", "-f", "-"])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -376,15 +388,10 @@ impl Cluster {
             .stdin
             .take()
             .context("kubectl's stdin")?
-            .write_all(manifest.as_bytes())?;
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            bail!(
-                "kubectl apply failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            .write_all(input.as_bytes())?;
+        child
+            .wait_with_output()
+            .with_context(|| format!("running kubectl {args:?}"))
     }
 
     /// The object as JSON (`kubectl get KIND NAME -o json`).
