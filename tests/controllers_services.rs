@@ -195,5 +195,27 @@ fn load_balancers_get_pool_addresses() -> Result<()> {
     wait_for("the address to be released", || {
         Ok(external_ip("second")?.is_empty().then_some(()))
     })?;
+
+    // Another implementation's class: it sets the address, the pool's
+    // controller leaves the service alone, and the freed address goes to
+    // the next service without a class.
+    kubectl.run_with_input(
+        &["apply", "-f", "-"],
+        &lb("theirs", "  loadBalancerClass: example.com/metallb\n"),
+    )?;
+    kubectl.run(&[
+        "patch",
+        "service",
+        "theirs",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.7"}]}}}"#,
+    ])?;
+    kubectl.run_with_input(&["apply", "-f", "-"], &lb("fourth", ""))?;
+    wait_for("the next classless service to get the free address", || {
+        Ok((external_ip("fourth")? == "192.168.56.201").then_some(()))
+    })?;
+    assert_eq!(external_ip("theirs")?, "203.0.113.7");
     Ok(())
 }

@@ -4,6 +4,8 @@
 //! nodes' InternalIPs (k3s ServiceLB style). The allocation is the Services'
 //! own status, so it survives restarts; a deleted Service, or one that is no
 //! longer a LoadBalancer, frees its address. Announcing it is the proxy's job.
+//! A Service naming a `spec.loadBalancerClass` belongs to another
+//! implementation (MetalLB, a cloud's): it is left alone.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -116,7 +118,9 @@ pub async fn run(
             waiting
                 .state()
                 .iter()
-                .filter(|svc| is_load_balancer(svc) && ingress_ips(svc).is_empty())
+                .filter(|svc| {
+                    is_load_balancer(svc) && !has_other_class(svc) && ingress_ips(svc).is_empty()
+                })
                 .map(|svc| ObjectRef::from_obj(&**svc))
                 .collect::<Vec<_>>()
         }),
@@ -128,7 +132,7 @@ pub async fn run(
             svc_store
                 .state()
                 .iter()
-                .filter(|svc| is_load_balancer(svc))
+                .filter(|svc| is_load_balancer(svc) && !has_other_class(svc))
                 .map(|svc| ObjectRef::from_obj(&**svc))
                 .collect()
         }),
@@ -159,7 +163,18 @@ fn ingress_ips(svc: &Service) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether another load-balancer implementation owns the service.
+fn has_other_class(svc: &Service) -> bool {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_class.as_deref())
+        .is_some_and(|class| !class.is_empty())
+}
+
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
+    if has_other_class(&svc) {
+        return Ok(Action::await_change());
+    }
     let key = (svc.namespace().unwrap_or_default(), svc.name_any());
     let current = ingress_ips(&svc);
     let wanted = if !is_load_balancer(&svc) || svc.metadata.deletion_timestamp.is_some() {

@@ -153,10 +153,12 @@ impl Announcer {
 /// The IPv4 load-balancer IPs this node may announce: those of services
 /// any node can serve, and those of `externalTrafficPolicy: Local`
 /// services only where they have an endpoint on this node (anywhere else
-/// their traffic is dropped), as MetalLB's L2 mode does.
+/// their traffic is dropped), as MetalLB's L2 mode does. Services of
+/// another `loadBalancerClass` are announced by their implementation.
 pub fn load_balancer_ips(model: &crate::model::Model) -> BTreeSet<Ipv4Addr> {
     model
         .services()
+        .filter(|s| s.port.load_balancer_class.is_none())
         .filter(|s| !s.port.external_policy_local() || !s.select_endpoints().local.is_empty())
         .flat_map(|s| s.port.load_balancer_ips.iter())
         .filter_map(|ip| match ip {
@@ -207,5 +209,20 @@ mod tests {
             .map(|ip| ip.to_string())
             .collect();
         assert_eq!(ips, ["192.168.56.200", "192.168.56.201"]);
+    }
+
+    #[test]
+    fn another_class_announces_its_own_ips() {
+        let mut theirs = load_balancer("theirs", "192.168.56.203", TrafficPolicy::Cluster, false);
+        let mut port = (*theirs.port).clone();
+        port.load_balancer_class = Some("example.com/lb".into());
+        theirs = Service::new(port, theirs.endpoints.to_vec());
+        let ours = load_balancer("ours", "192.168.56.200", TrafficPolicy::Cluster, false);
+        let model: Model = [theirs, ours].into_iter().collect();
+        let ips: Vec<String> = load_balancer_ips(&model)
+            .iter()
+            .map(|ip| ip.to_string())
+            .collect();
+        assert_eq!(ips, ["192.168.56.200"]);
     }
 }

@@ -88,6 +88,9 @@ pub struct ServicePort {
     pub external_ips: Vec<IpAddr>,
     /// `status.loadBalancer.ingress[].ip` of a LoadBalancer service.
     pub load_balancer_ips: Vec<IpAddr>,
+    /// `spec.loadBalancerClass`: another load-balancer implementation's
+    /// service, whose IPs that implementation announces.
+    pub load_balancer_class: Option<String>,
     /// `spec.loadBalancerSourceRanges`: when non-empty, only these sources may
     /// reach the load-balancer IPs.
     pub load_balancer_source_ranges: Vec<IpNet>,
@@ -110,6 +113,7 @@ impl ServicePort {
             node_port: None,
             external_ips: Vec::new(),
             load_balancer_ips: Vec::new(),
+            load_balancer_class: None,
             load_balancer_source_ranges: Vec::new(),
             session_affinity: SessionAffinity::None,
             external_traffic_policy: TrafficPolicy::Cluster,

@@ -124,6 +124,10 @@ pub fn service_ports(service: &Service, family: IpFamily) -> Vec<ServicePort> {
                     .filter(|p| *p != 0),
                 external_ips: external_ips.clone(),
                 load_balancer_ips: load_balancer_ips.clone(),
+                load_balancer_class: spec
+                    .load_balancer_class
+                    .clone()
+                    .filter(|class| !class.is_empty()),
                 load_balancer_source_ranges: source_ranges.clone(),
                 session_affinity,
                 external_traffic_policy: policy(spec.external_traffic_policy.as_deref()),
@@ -156,6 +160,7 @@ mod tests {
                 "clusterIPs": ["10.96.0.20", "fd00::20"],
                 "externalIPs": ["192.168.99.1", "fd00::1", "not-an-ip"],
                 "loadBalancerSourceRanges": [" 203.0.113.0/24 ", "bad"],
+                "loadBalancerClass": "example.com/lb",
                 "externalTrafficPolicy": "Local",
                 "healthCheckNodePort": 32000,
                 "sessionAffinity": "ClientIP",
@@ -183,6 +188,7 @@ mod tests {
             http.load_balancer_ips,
             ["192.168.56.200".parse::<IpAddr>().unwrap()]
         );
+        assert_eq!(http.load_balancer_class.as_deref(), Some("example.com/lb"));
         assert_eq!(http.load_balancer_source_ranges.len(), 1);
         assert_eq!(http.external_traffic_policy, TrafficPolicy::Local);
         assert_eq!(http.health_check_node_port, Some(32000));
