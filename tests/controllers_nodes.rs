@@ -153,6 +153,18 @@ fn a_node_that_stops_renewing_its_lease_loses_its_pods() -> Result<()> {
     Ok(())
 }
 
+/// The message of pod `name`'s PodScheduled condition, once it has one.
+fn unschedulable_message(kubectl: &Kubectl, name: &str) -> Result<Option<String>> {
+    let out = kubectl.run(&[
+        "get",
+        "pod",
+        name,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}",
+    ])?;
+    Ok((!out.is_empty()).then_some(out))
+}
+
 #[test]
 fn unschedulable_pods_say_why_and_released_cidrs_are_reused() -> Result<()> {
     let server = Server::start(Path::new(env!("CARGO_BIN_EXE_paddock")), &[])?;
@@ -163,14 +175,7 @@ fn unschedulable_pods_say_why_and_released_cidrs_are_reused() -> Result<()> {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: picky}\nspec:\n  nodeSelector: {disk: ssd}\n  containers: [{name: c, image: nginx}]\n",
     )?;
     let message = wait_for("PodScheduled=False", || {
-        let out = kubectl.run(&[
-            "get",
-            "pod",
-            "picky",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}",
-        ])?;
-        Ok((!out.is_empty()).then_some(out))
+        unschedulable_message(&kubectl, "picky")
     })
     .map_err(|e| e.context(server.log()))?;
     assert_eq!(
@@ -204,5 +209,49 @@ fn unschedulable_pods_say_why_and_released_cidrs_are_reused() -> Result<()> {
     })?;
     assert_eq!(got, w1, "the released range is handed out again");
     drop(nodes);
+    Ok(())
+}
+
+const HALF_A_NODE: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: NAME}
+spec:
+  containers:
+  - {name: c, image: nginx, resources: {requests: {cpu: '3'}}}
+";
+
+#[test]
+fn a_pod_waiting_for_room_is_bound_when_a_pod_on_the_full_node_goes() -> Result<()> {
+    let server = Server::start(Path::new(env!("CARGO_BIN_EXE_paddock")), &[])?;
+    let _nodes = FakeNodes::start(&server.kubeconfig(), &["w1"], true)?;
+    let kubectl = Kubectl::v1_32(&server.kubeconfig(), server.data_dir());
+    let node_of =
+        |name: &str| kubectl.run(&["get", "pod", name, "-o", "jsonpath={.spec.nodeName}"]);
+    kubectl.run_with_input(&["apply", "-f", "-"], &HALF_A_NODE.replace("NAME", "first"))?;
+    wait_for("first to be bound", || {
+        Ok((node_of("first")? == "w1").then_some(()))
+    })
+    .map_err(|e| e.context(server.log()))?;
+    kubectl.run_with_input(
+        &["apply", "-f", "-"],
+        &HALF_A_NODE.replace("NAME", "second"),
+    )?;
+    let message = wait_for("second to be unschedulable", || {
+        unschedulable_message(&kubectl, "second")
+    })?;
+    assert_eq!(message, "0/1 nodes are available: 1 Insufficient cpu.");
+    // Another pod's change makes no room.
+    kubectl.run(&["label", "pod", "first", "touched=yes"])?;
+    assert_eq!(node_of("second")?, "");
+
+    // The deletion itself wakes it, well before the once-a-minute retry.
+    kubectl.run(&["delete", "pod", "first", "--wait=false"])?;
+    wait::until(
+        "second to be bound once first is gone",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || Ok((node_of("second")? == "w1").then_some(())),
+    )
+    .map_err(|e| e.context(server.log()))?;
     Ok(())
 }

@@ -6,8 +6,12 @@
 //! places the pending pods one after the other in priority and age order.
 //! Binds run concurrently; a failed bind forgets its assumption and the pod
 //! is retried. A pod that fits nowhere gets `PodScheduled=False`,
-//! `Unschedulable` and a FailedScheduling event, and is retried whenever a
-//! pod or node changes (and every few seconds).
+//! `Unschedulable` and a FailedScheduling event, and is retried (as
+//! upstream's unschedulable queue does) when something may have made room —
+//! a node changed, a bound pod went away, a bind failed —, when the pod
+//! itself changed, and once a minute; not on every other pod's update,
+//! which would cost a pass over all of them each time. Updates of bound pods
+//! (their status, mostly) wake no cycle at all.
 
 mod filter;
 mod resources;
@@ -33,7 +37,7 @@ use tokio::sync::{Notify, Semaphore};
 use self::resources::PodDemand;
 use self::snapshot::Snapshot;
 use super::events::Recorder;
-use super::informer::Informer;
+use super::informer::{Change, Informer};
 use super::pods;
 
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -41,6 +45,12 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 pub const BINDS_IN_FLIGHT: usize = 32;
 /// Pending pods are looked at again at least this often.
 const RETRY: Duration = Duration::from_secs(5);
+/// Cycles start at most this often: changes that come together (a burst of
+/// creates, a watch's backlog) are taken together.
+const COALESCE: Duration = Duration::from_millis(20);
+/// A pod that fit nowhere is tried again at least this often, even if
+/// nothing seems to have made room (upstream waits 5 minutes).
+const UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(60);
 /// The first wait after a failed bind; it doubles up to `RETRY`.
 const BACKOFF: Duration = Duration::from_millis(250);
 
@@ -52,8 +62,30 @@ struct State {
     assumed: HashMap<PodKey, (String, String)>,
     /// Pods whose bind failed: not before this, and the next wait.
     backoff: HashMap<PodKey, (Instant, Duration)>,
-    /// The Unschedulable message last written for a pod.
-    unschedulable: HashMap<PodKey, String>,
+    /// Pods that fit nowhere when last tried.
+    unschedulable: HashMap<PodKey, Unschedulable>,
+    /// Counts the changes that may have made room for a pod that fit nowhere.
+    room: u64,
+}
+
+/// A pod that fit nowhere: why, and what it was tried against.
+struct Unschedulable {
+    /// The message written to its PodScheduled condition.
+    message: String,
+    /// `State::room` then.
+    room: u64,
+    /// Its resourceVersion then.
+    version: Option<String>,
+    at: Instant,
+}
+
+impl Unschedulable {
+    /// Whether trying again could give another answer.
+    fn worth_retrying(&self, pod: &Pod, room: u64, now: Instant) -> bool {
+        self.room != room
+            || self.version != pod.metadata.resource_version
+            || now.duration_since(self.at) >= UNSCHEDULABLE_RETRY
+    }
 }
 
 pub struct Scheduler {
@@ -89,18 +121,25 @@ impl Scheduler {
         self.pods.ready().await?;
         self.nodes.ready().await?;
         let mut changes = futures::stream::select(
-            self.pods.subscribe().map(|_| ()),
-            self.nodes.subscribe().map(|_| ()),
+            self.pods.subscribe().map(|change| wake_for(&change)),
+            self.nodes.subscribe().map(|_| Wake::Room),
         );
         let waker = self.clone();
         let wake_on_changes = async move {
-            while changes.next().await.is_some() {
+            while let Some(wake) = changes.next().await {
+                match wake {
+                    Wake::No => continue,
+                    Wake::Room => waker.made_room(),
+                    Wake::Pending => {}
+                }
                 waker.wake.notify_one();
             }
         };
         let cycles = async {
             loop {
                 self.clone().cycle();
+                // The changes of the next moments make one cycle.
+                tokio::time::sleep(COALESCE).await;
                 tokio::select! {
                     () = self.wake.notified() => {}
                     () = tokio::time::sleep(RETRY) => {}
@@ -114,6 +153,11 @@ impl Scheduler {
         Ok(())
     }
 
+    fn made_room(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.room += 1;
+    }
+
     /// One pass over the pending pods.
     fn cycle(self: Arc<Self>) {
         let all_pods = self.pods.store().state();
@@ -123,10 +167,9 @@ impl Scheduler {
         let mut pending = Vec::new();
         let mut live = HashSet::new();
         for pod in &all_pods {
-            let key = key(pod);
             if let Some(node) = pods::node_name(pod) {
                 if !state.assumed.is_empty() {
-                    state.assumed.remove(&key);
+                    state.assumed.remove(&key(pod));
                 }
                 if !pods::is_terminal(pod) {
                     placed.push((pod, node.to_string()));
@@ -136,6 +179,7 @@ impl Scheduler {
             if !is_ours(pod) || pods::is_terminating(pod) || pods::is_terminal(pod) {
                 continue;
             }
+            let key = key(pod);
             match state.assumed.get(&key) {
                 Some((uid, node)) if Some(uid) == pod.metadata.uid.as_ref() => {
                     placed.push((pod, node.clone()));
@@ -149,10 +193,15 @@ impl Scheduler {
         state.backoff.retain(|k, _| live.contains(k));
         let now = Instant::now();
         pending.retain(|pod| {
+            let key = key(pod);
             state
                 .backoff
-                .get(&key(pod))
+                .get(&key)
                 .is_none_or(|(until, _)| *until <= now)
+                && state
+                    .unschedulable
+                    .get(&key)
+                    .is_none_or(|u| u.worth_retrying(pod, state.room, now))
         });
         if pending.is_empty() {
             return;
@@ -171,6 +220,7 @@ impl Scheduler {
             let demand = PodDemand::of(&pod);
             match score::pick(&snapshot, &pod, &demand) {
                 Ok(i) => {
+                    state.unschedulable.remove(&key);
                     let node = snapshot.nodes[i].name.clone();
                     snapshot.add_pod(&node, &pod, &demand);
                     let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -178,10 +228,23 @@ impl Scheduler {
                     tokio::spawn(self.clone().bind(pod, node));
                 }
                 Err(message) => {
-                    if state.unschedulable.get(&key) != Some(&message) {
-                        state.unschedulable.insert(key, message.clone());
-                        tokio::spawn(self.clone().mark_unschedulable(pod, message));
+                    let written = state
+                        .unschedulable
+                        .get(&key)
+                        .is_some_and(|u| u.message == message);
+                    if !written {
+                        tokio::spawn(
+                            self.clone()
+                                .mark_unschedulable(pod.clone(), message.clone()),
+                        );
                     }
+                    let tried = Unschedulable {
+                        message,
+                        room: state.room,
+                        version: pod.metadata.resource_version.clone(),
+                        at: now,
+                    };
+                    state.unschedulable.insert(key, tried);
                 }
             }
         }
@@ -203,6 +266,8 @@ impl Scheduler {
                 let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 let key = (namespace, name);
                 state.assumed.remove(&key);
+                // The room it held is free again.
+                state.room += 1;
                 let wait = state
                     .backoff
                     .get(&key)
@@ -236,6 +301,31 @@ fn key(pod: &Pod) -> PodKey {
         pod.metadata.namespace.clone().unwrap_or_default(),
         pod.metadata.name.clone().unwrap_or_default(),
     )
+}
+
+/// What a change asks of the scheduler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wake {
+    /// Nothing: a bound pod's update, a pending pod's deletion.
+    No,
+    /// A cycle: a pending pod appeared or changed.
+    Pending,
+    /// A cycle that retries the pods that fit nowhere: a bound pod deleted
+    /// or finished (or anything, after a resync) may have made room.
+    Room,
+}
+
+fn wake_for(change: &Change<Pod>) -> Wake {
+    match change {
+        Change::Applied(pod) => match pods::node_name(pod) {
+            None => Wake::Pending,
+            Some(_) if pods::is_terminal(pod) => Wake::Room,
+            Some(_) => Wake::No,
+        },
+        Change::Deleted(pod) if pods::node_name(pod).is_some() => Wake::Room,
+        Change::Deleted(_) => Wake::No,
+        Change::Resynced => Wake::Room,
+    }
 }
 
 fn is_ours(pod: &Pod) -> bool {
@@ -292,4 +382,49 @@ async fn set_unschedulable(client: &Client, pod: &Pod, message: &str) -> Result<
         .await
         .with_context(|| format!("setting PodScheduled=False on {namespace}/{name}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(node: Option<&str>, phase: &str, version: &str) -> Arc<Pod> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "namespace": "default", "resourceVersion": version},
+                "spec": {"nodeName": node, "containers": [{"name": "c", "image": "nginx"}]},
+                "status": {"phase": phase},
+            }))
+            .expect("a valid pod"),
+        )
+    }
+
+    #[test]
+    fn pending_pods_wake_a_cycle_bound_pods_going_away_make_room_running_ones_nothing() {
+        let pending = pod(None, "Pending", "1");
+        let running = pod(Some("w1"), "Running", "1");
+        let finished = pod(Some("w1"), "Succeeded", "1");
+        assert_eq!(wake_for(&Change::Applied(pending.clone())), Wake::Pending);
+        assert_eq!(wake_for(&Change::Applied(running.clone())), Wake::No);
+        assert_eq!(wake_for(&Change::Deleted(pending)), Wake::No);
+        assert_eq!(wake_for(&Change::Applied(finished)), Wake::Room);
+        assert_eq!(wake_for(&Change::Deleted(running)), Wake::Room);
+        assert_eq!(wake_for(&Change::Resynced), Wake::Room);
+    }
+
+    #[test]
+    fn a_pod_that_fit_nowhere_waits_for_room_its_own_change_or_a_minute() {
+        let at = Instant::now();
+        let tried = Unschedulable {
+            message: "no nodes available to schedule pods".into(),
+            room: 3,
+            version: Some("7".into()),
+            at,
+        };
+        let same = pod(None, "Pending", "7");
+        assert!(!tried.worth_retrying(&same, 3, at + Duration::from_secs(59)));
+        assert!(tried.worth_retrying(&same, 4, at));
+        assert!(tried.worth_retrying(&pod(None, "Pending", "8"), 3, at));
+        assert!(tried.worth_retrying(&same, 3, at + UNSCHEDULABLE_RETRY));
+    }
 }
