@@ -65,13 +65,7 @@ pub fn run(args: Args) -> Result<()> {
         node.loaded = node.memory()?;
     }
     let report = report(args.pods, &mut nodes);
-    println!("{report}");
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, &report)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    Ok(())
+    super::publish(&report, &args.out)
 }
 
 /// One cluster and what was measured on it.

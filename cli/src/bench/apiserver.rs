@@ -221,9 +221,5 @@ async fn measure(args: &Args) -> Result<String> {
 
 pub async fn run(args: Args) -> Result<()> {
     let report = measure(&args).await?;
-    println!("{report}");
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, &report).with_context(|| format!("writing {}", args.out.display()))
+    super::publish(&report, &args.out)
 }

@@ -7,7 +7,9 @@ mod proxy_modes;
 mod runtime;
 mod scheduler;
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -55,4 +57,16 @@ pub fn run(args: Args) -> Result<()> {
         What::Runtime(args) => tokio::runtime::Runtime::new()?.block_on(runtime::run(args)),
         What::Scheduler(args) => tokio::runtime::Runtime::new()?.block_on(scheduler::run(args)),
     }
+}
+
+/// Prints a benchmark's Markdown report and writes it to `out`.
+fn publish(report: &str, out: &Path) -> Result<()> {
+    print!("{report}");
+    if !report.ends_with('\n') {
+        println!();
+    }
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(out, report).with_context(|| format!("writing {}", out.display()))
 }

@@ -113,12 +113,7 @@ pub fn run(args: Args) -> Result<()> {
         report.served = Some(served::measure(args.change_at, args.endpoints)?);
     }
     let text = report.markdown(args.endpoints);
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out.display()))?;
-    print!("{text}");
-    Ok(())
+    super::publish(&text, &args.out)
 }
 
 /// `services` ClusterIP services with `endpoints` ready endpoints each.

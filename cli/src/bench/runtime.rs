@@ -79,13 +79,7 @@ pub async fn run(args: Args) -> Result<()> {
         &lifecycle,
         args.runs,
     );
-    println!("{report}");
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, &report)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    Ok(())
+    super::publish(&report, &args.out)
 }
 
 /// Milliseconds from RunPodSandbox to a running nginx; the pod is removed

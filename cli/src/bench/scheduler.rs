@@ -59,11 +59,7 @@ pub async fn run(args: Args) -> Result<()> {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     let report = result?;
-    print!("{report}");
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, report).with_context(|| format!("writing {}", args.out.display()))
+    super::publish(&report, &args.out)
 }
 
 async fn bench(server: &Server, cluster_cidr: ipnet::Ipv4Net, args: &Args) -> Result<String> {
