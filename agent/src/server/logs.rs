@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{AppState, find_pod, status};
+use super::{AppState, container_status, find_pod, runtime_id, status};
 use crate::logs::{Options, Reader, append, render};
 use crate::pods::state::PodState;
 
@@ -62,17 +62,7 @@ pub async fn container_logs(
             "container {container} is not valid for pod {pod_name}"
         ));
     }
-    let cs = pod
-        .status
-        .iter()
-        .flat_map(|s| {
-            s.container_statuses
-                .iter()
-                .flatten()
-                .chain(s.init_container_statuses.iter().flatten())
-        })
-        .find(|s| s.name == container)
-        .cloned();
+    let cs = container_status(&pod, &container).cloned();
     let previous = flag("previous");
     let container_id = match (&cs, previous) {
         (Some(cs), true) => cs
@@ -83,10 +73,7 @@ pub async fn container_logs(
         (Some(cs), false) => cs.container_id.clone(),
         (None, _) => None,
     };
-    let Some(container_id) = container_id.map(|id| {
-        id.split_once("://")
-            .map_or(id.clone(), |(_, id)| id.to_string())
-    }) else {
+    let Some(container_id) = container_id.map(|id| runtime_id(&id).to_string()) else {
         return if previous {
             bad_request(format!(
                 "previous terminated container {container:?} in pod {pod_name:?} not found"

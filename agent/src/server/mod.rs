@@ -20,7 +20,7 @@ use axum::routing::{any, get};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use rustls::server::WebPkiClientVerifier;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -154,7 +154,6 @@ async fn pods(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// A `Status` object, as the API server passes kubelet errors on.
 /// A request the kubelet API turns down, answered as a `Status`.
 struct Failure {
     code: StatusCode,
@@ -190,6 +189,26 @@ fn find_pod(state: &AppState, namespace: &str, name: &str) -> Result<Arc<Pod>, F
         })
 }
 
+/// The status of `container` (or init container) in the pod.
+fn container_status<'a>(pod: &'a Pod, container: &str) -> Option<&'a ContainerStatus> {
+    pod.status
+        .iter()
+        .flat_map(|s| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .chain(s.init_container_statuses.iter().flatten())
+        })
+        .find(|s| s.name == container)
+}
+
+/// The runtime's own ID in a `containerID` (`<runtime>://<id>`).
+fn runtime_id(container_id: &str) -> &str {
+    container_id
+        .split_once("://")
+        .map_or(container_id, |(_, id)| id)
+}
+
 /// The runtime's ID of the current instance of `container` in the pod.
 fn running_container_id(
     state: &AppState,
@@ -198,26 +217,21 @@ fn running_container_id(
     container: &str,
 ) -> Result<String, Failure> {
     let pod = find_pod(state, namespace, pod_name)?;
-    let statuses = pod.status.iter().flat_map(|s| {
-        s.container_statuses
-            .iter()
-            .flatten()
-            .chain(s.init_container_statuses.iter().flatten())
-    });
-    let Some(current) = statuses.into_iter().find(|s| s.name == container) else {
+    let Some(current) = container_status(&pod, container) else {
         return Err(Failure::bad_request(format!(
             "container {container} is not valid for pod {pod_name}"
         )));
     };
     let running = current.state.as_ref().is_some_and(|s| s.running.is_some());
     match current.container_id.as_deref() {
-        Some(id) if running => Ok(id.split_once("://").map_or(id, |(_, id)| id).to_string()),
+        Some(id) if running => Ok(runtime_id(id).to_string()),
         _ => Err(Failure::bad_request(format!(
             "container {container} in pod {pod_name} is not running"
         ))),
     }
 }
 
+/// A `Status` object, as the API server passes kubelet errors on.
 pub(crate) fn status(code: StatusCode, reason: &str, message: String) -> Response {
     let body = json!({
         "kind": "Status",
