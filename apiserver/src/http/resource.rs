@@ -85,10 +85,8 @@ async fn handle(
     req: Request,
 ) -> ApiResult<Response> {
     let path = path::parse(group, version, rest)?;
-    if path.res.plural == "pods"
-        && path.name.is_some()
-        && path.subresource.as_deref() == Some("exec")
-    {
+    // Only pods have it; it needs the whole request, to upgrade it.
+    if path.subresource.as_deref() == Some("exec") {
         return super::exec::pod_exec(state, &path, req).await;
     }
     let (parts, body) = req.into_parts();
