@@ -254,6 +254,12 @@ fn run(server: &Server, k: &Kubectl) -> Result<()> {
 
     // Subresource bodies: Binding (what upstream's scheduler sends), Scale
     // (HPA), Eviction (client-go's typed clients).
+    // The node it is bound to exists: the node controller deletes pods bound
+    // to nodes that do not.
+    k.run_with_input(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n0}\n",
+    )?;
     created(k, &["run", "bindme", "--image=nginx"], "pod/bindme created")?;
     let binding = core::Binding {
         metadata: object_meta("bindme"),
